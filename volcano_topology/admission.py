@@ -16,6 +16,9 @@ from volcano_topology import kubenames
 from volcano_topology.api import HyperNode, MemberSelector
 from volcano_topology.problems import Problem, join_path
 
+# Rules only Volcano's Go webhook checks; its admission policy (CEL) does not.
+WEBHOOK_ONLY_RULES = frozenset({"RE2 syntax"})
+
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False  # errors come back as exceptions; RE2 would also print them to stderr
 
@@ -33,7 +36,9 @@ def admission_problems(hypernode: HyperNode) -> list[Problem]:
 
 
 def _selector_problems(selector: MemberSelector | None, path: str) -> list[Problem]:
-    chosen = [] if selector is None else [s for s in (selector.exact_match, selector.regex_match, selector.label_match) if s]
+    chosen = (
+        [] if selector is None else [s for s in (selector.exact_match, selector.regex_match, selector.label_match) if s]
+    )
     if not chosen:
         return [
             Problem(
@@ -81,13 +86,20 @@ def regex_problems(pattern: str, path: str) -> list[Problem]:
     for opening, closing, what in _BALANCED:
         if opening in pattern and pattern.count(opening) != pattern.count(closing):
             problems.append(
-                Problem(path, f"balanced {what}", f"member regexMatch pattern is invalid: unmatched {what}", "admission")
+                Problem(
+                    path, f"balanced {what}", f"member regexMatch pattern is invalid: unmatched {what}", "admission"
+                )
             )
     try:
         re2.compile(pattern, _RE2_OPTIONS)
     except re2.error as exc:
         reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
         problems.append(
-            Problem(path, "RE2 syntax", f"member regexMatch pattern {pattern!r} does not compile under RE2: {reason}", "admission")
+            Problem(
+                path,
+                "RE2 syntax",
+                f"member regexMatch pattern {pattern!r} does not compile under RE2: {reason}",
+                "admission",
+            )
         )
     return problems

@@ -26,6 +26,7 @@ KIND = "HyperNode"
 PLURAL = "hypernodes"
 
 INT64_MAX = 2**63 - 1
+ANNOTATIONS_MAX_BYTES = 256 * 1024
 CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 CONDITION_TYPE_PATTERN = (
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
@@ -92,6 +93,18 @@ class ObjectMeta(BaseModel):
                 raise _format_error("label values are valid label values", [f"{key}={label!r}: {p}" for p in problems])
         return value
 
+    @field_validator("annotations")
+    @classmethod
+    def _annotations_are_valid(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for key in value or {}:
+            # The API server lower-cases annotation keys before checking them, unlike label keys.
+            if problems := kubenames.qualified_name_problems(key.lower()):
+                raise _format_error("annotation keys are qualified names", [f"key {key!r}: {p}" for p in problems])
+        total = sum(len(k.encode()) + len(v.encode()) for k, v in (value or {}).items())
+        if total > ANNOTATIONS_MAX_BYTES:
+            raise _format_error("annotations total size", [f"may not be more than {ANNOTATIONS_MAX_BYTES} bytes"])
+        return value
+
     @model_validator(mode="after")
     def _name_or_generate_name(self) -> ObjectMeta:
         if self.name is None and self.generate_name is None:
@@ -103,7 +116,8 @@ class ObjectMeta(BaseModel):
 
 class ExactMatch(WireModel):
     name: Annotated[
-        StrictStr, Field(min_length=1, max_length=kubenames.DNS1123_SUBDOMAIN_MAX, pattern=kubenames.DNS1123_SUBDOMAIN_PATTERN)
+        StrictStr,
+        Field(min_length=1, max_length=kubenames.DNS1123_SUBDOMAIN_MAX, pattern=kubenames.DNS1123_SUBDOMAIN_PATTERN),
     ]
 
 
@@ -167,7 +181,7 @@ class Condition(WireModel):
     @field_validator("last_transition_time")
     @classmethod
     def _is_date_time(cls, value: str) -> str:
-        if problems := kubenames.rfc3339_problems(value):
+        if problems := kubenames.date_time_problems(value):
             raise _format_error("format date-time", problems)
         return value
 
@@ -178,8 +192,8 @@ class HyperNodeStatus(WireModel):
 
 
 class HyperNode(WireModel):
-    api_version: Literal["topology.volcano.sh/v1alpha1"] = API_VERSION
-    kind: Literal["HyperNode"] = KIND
+    api_version: Literal["topology.volcano.sh/v1alpha1"] = "topology.volcano.sh/v1alpha1"
+    kind: Literal["HyperNode"] = "HyperNode"
     metadata: ObjectMeta
     spec: HyperNodeSpec | None = None
     status: HyperNodeStatus | None = None

@@ -7,7 +7,7 @@ same convention as the Go helpers, so callers can quote the exact rule.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date
 
 DNS1123_LABEL_MAX = 63
 DNS1123_SUBDOMAIN_MAX = 253
@@ -20,8 +20,9 @@ _DNS1123_SUBDOMAIN = re.compile(DNS1123_SUBDOMAIN_PATTERN)
 _DNS1123_LABEL_RE = re.compile(rf"^{_DNS1123_LABEL}$")
 _QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-# RFC 3339 as Go's time.RFC3339 parser accepts it (what the API server's date-time format uses).
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+_FULL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# kube-openapi's DateTimePattern, including its unescaped '.' before the fraction.
+_DATE_TIME_TAIL = re.compile(r"^([0-9]{2}):([0-9]{2}):([0-9]{2})(.[0-9]+)?(z|([+-][0-9]{2}:[0-9]{2}))$")
 
 
 def dns1123_subdomain_problems(value: str) -> list[str]:
@@ -90,11 +91,21 @@ def label_value_problems(value: str) -> list[str]:
     return problems
 
 
-def rfc3339_problems(value: str) -> list[str]:
-    if not _RFC3339.match(value):
-        return ["must be an RFC 3339 date-time, e.g. 2026-01-02T15:04:05Z"]
-    try:
-        datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
-    except ValueError:
-        return ["is not a real calendar date and time"]
+def date_time_problems(value: str) -> list[str]:
+    """The API server's ``format: date-time`` check (kube-openapi ``strfmt.IsDateTime``), rule for rule."""
+    parts = value.lower().split("t")
+    valid = len(value) >= 4 and len(parts) >= 2 and _is_date(parts[0])
+    match = _DATE_TIME_TAIL.match(parts[1]) if valid else None
+    if match is None or not (match[1] <= "23" and match[2] <= "59" and match[3] <= "59"):
+        return ["must be an RFC 3339 date-time with a time zone, e.g. 2026-01-02T15:04:05Z"]
     return []
+
+
+def _is_date(value: str) -> bool:
+    if not _FULL_DATE.fullmatch(value):
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True

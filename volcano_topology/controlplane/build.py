@@ -132,9 +132,7 @@ def staging_replacements(kubernetes_go_mod: str, version: str) -> dict[str, str]
     return replacements
 
 
-def _build_module(
-    name: str, go_mod: str, package: str, version: str, target: Path, ldflags: str = ""
-) -> None:
+def _build_module(name: str, go_mod: str, package: str, version: str, target: Path, ldflags: str = "") -> None:
     env = _go_env()
     work = Path(tempfile.mkdtemp(prefix=f"build-{name}-", dir=target.parent))
     try:
@@ -153,9 +151,7 @@ def _build_module(
 
 def _build_kube_apiserver(target: Path) -> None:
     env = _go_env()
-    info = json.loads(
-        _go(["mod", "download", "-json", f"k8s.io/kubernetes@{KUBERNETES_VERSION}"], target.parent, env)
-    )
+    info = json.loads(_go(["mod", "download", "-json", f"k8s.io/kubernetes@{KUBERNETES_VERSION}"], target.parent, env))
     replacements = staging_replacements(Path(info["GoMod"]).read_text(), KUBERNETES_VERSION)
     lines = ["module volcano-topology.local/kube-apiserver", "", "go 1.26", ""]
     lines.append(f"require k8s.io/kubernetes {KUBERNETES_VERSION}")
@@ -169,12 +165,16 @@ def _build_kube_apiserver(target: Path) -> None:
         f"-s -w -X {stamp}.gitVersion={KUBERNETES_VERSION} -X {stamp}.gitMajor={major} "
         f"-X {stamp}.gitMinor={minor} -X {stamp}.gitTreeState=clean"
     )
-    _build_module("kube-apiserver", "\n".join(lines) + "\n", "k8s.io/kubernetes/cmd/kube-apiserver", KUBERNETES_VERSION, target, ldflags)
+    _build_module(
+        "kube-apiserver",
+        "\n".join(lines) + "\n",
+        "k8s.io/kubernetes/cmd/kube-apiserver",
+        KUBERNETES_VERSION,
+        target,
+        ldflags,
+    )
 
 
 def _build_etcd(target: Path) -> None:
-    go_mod = (
-        "module volcano-topology.local/etcd\n\ngo 1.26\n\n"
-        f"require go.etcd.io/etcd/server/v3 {ETCD_VERSION}\n"
-    )
+    go_mod = f"module volcano-topology.local/etcd\n\ngo 1.26\n\nrequire go.etcd.io/etcd/server/v3 {ETCD_VERSION}\n"
     _build_module("etcd", go_mod, "go.etcd.io/etcd/server/v3", ETCD_VERSION, target, "-s -w")

@@ -62,9 +62,13 @@ class _Process:
     def start(self) -> None:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         self.popen = subprocess.Popen(
-            self.argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent, start_new_session=True,
-        )  # fmt: skip
+            self.argv,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+            start_new_session=True,
+        )
 
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
@@ -110,7 +114,9 @@ class LocalControlPlane:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     def start(self) -> None:
@@ -168,7 +174,10 @@ class LocalControlPlane:
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [
-                {"name": "local", "cluster": {"server": server or self.url, "certificate-authority": str(self.pki.ca_cert)}}
+                {
+                    "name": "local",
+                    "cluster": {"server": server or self.url, "certificate-authority": str(self.pki.ca_cert)},
+                }
             ],
             "users": [{"name": user, "user": {"token": token}}],
             "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
@@ -213,9 +222,12 @@ class LocalControlPlane:
         status, answer = self.request(
             "POST",
             f"/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token",
-            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-             "spec": {"expirationSeconds": expiration_seconds}},
-        )  # fmt: skip
+            {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {"expirationSeconds": expiration_seconds},
+            },
+        )
         if status != 201:
             raise ControlPlaneError(f"TokenRequest for {namespace}/{service_account}: HTTP {status}: {answer}")
         token: str = answer["status"]["token"]
@@ -229,16 +241,26 @@ class LocalControlPlane:
         peer = free_port()
         data = self.workdir / "etcd-data"
         argv = [
-            str(self.binaries.etcd), "--name", "local", "--data-dir", str(data),
-            "--listen-client-urls", f"http://127.0.0.1:{self.etcd_port}",
-            "--advertise-client-urls", f"http://127.0.0.1:{self.etcd_port}",
-            "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-            "--initial-cluster", f"local=http://127.0.0.1:{peer}",
-            "--log-level", "warn",
+            str(self.binaries.etcd),
+            "--name",
+            "local",
+            "--data-dir",
+            str(data),
+            "--listen-client-urls",
+            f"http://127.0.0.1:{self.etcd_port}",
+            "--advertise-client-urls",
+            f"http://127.0.0.1:{self.etcd_port}",
+            "--listen-peer-urls",
+            f"http://127.0.0.1:{peer}",
+            "--initial-advertise-peer-urls",
+            f"http://127.0.0.1:{peer}",
+            "--initial-cluster",
+            f"local=http://127.0.0.1:{peer}",
+            "--log-level",
+            "warn",
             # Test data is disposable: skipping fsync makes etcd several times faster on slow disks.
             "--unsafe-no-fsync",
-        ]  # fmt: skip
+        ]
         self._etcd = _Process("etcd", argv, self.workdir / "etcd.log")
         self._etcd.start()
         deadline = time.monotonic() + 30
@@ -287,10 +309,9 @@ class LocalControlPlane:
                 raise ControlPlaneError(f"kube-apiserver exited during startup:\n{self._apiserver.tail()}")
             with contextlib.suppress(OSError, ssl.SSLError):
                 status, last = self.request("GET", "/readyz")
-                if status == 200:
-                    # The bootstrap controller creates system namespaces shortly after readiness.
-                    if self.request("GET", "/api/v1/namespaces/default")[0] == 200:
-                        return
+                # The bootstrap controller creates system namespaces shortly after readiness.
+                if status == 200 and self.request("GET", "/api/v1/namespaces/default")[0] == 200:
+                    return
             time.sleep(0.2)
         raise ControlPlaneError(
             f"kube-apiserver not ready within {self.startup_timeout:.0f}s (last /readyz: {last}):\n"

@@ -34,9 +34,20 @@ def make_pki(directory: Path) -> Pki:
     directory.mkdir(parents=True, exist_ok=True)
     _openssl("genrsa", "-out", "ca.key", "2048", cwd=directory)
     _openssl(
-        "req", "-x509", "-new", "-key", "ca.key", "-sha256", "-days", "3650",
-        "-subj", "/CN=volcano-topology-local-ca", "-out", "ca.crt", cwd=directory,
-    )  # fmt: skip
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        "ca.key",
+        "-sha256",
+        "-days",
+        "3650",
+        "-subj",
+        "/CN=volcano-topology-local-ca",
+        "-out",
+        "ca.crt",
+        cwd=directory,
+    )
     _openssl("genrsa", "-out", "serving.key", "2048", cwd=directory)
     _openssl("req", "-new", "-key", "serving.key", "-subj", "/CN=127.0.0.1", "-out", "serving.csr", cwd=directory)
     (directory / "serving.ext").write_text(
@@ -44,9 +55,24 @@ def make_pki(directory: Path) -> Pki:
         "extendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
     )
     _openssl(
-        "x509", "-req", "-in", "serving.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-        "-days", "3650", "-sha256", "-extfile", "serving.ext", "-out", "serving.crt", cwd=directory,
-    )  # fmt: skip
+        "x509",
+        "-req",
+        "-in",
+        "serving.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "3650",
+        "-sha256",
+        "-extfile",
+        "serving.ext",
+        "-out",
+        "serving.crt",
+        cwd=directory,
+    )
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=directory)
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=directory)
     return Pki(

@@ -1,0 +1,38 @@
+# Two commands set up a fresh machine:  `make dev` (run it) and `make test` (test it).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PROVIDERS := $(patsubst %/pyproject.toml,%,$(wildcard providers/*/pyproject.toml))
+
+.PHONY: dev test lint unit integration install clean
+
+$(STAMP): pyproject.toml $(wildcard providers/*/pyproject.toml)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]' $(foreach p,$(PROVIDERS),-e $(p))
+	touch $@
+
+install: $(STAMP)
+
+## Start a local kube-apiserver + etcd with the CRD installed (builds them on first use).
+dev: $(STAMP)
+	$(BIN)/volcano-topology dev
+
+## Lint, type-check and run every test (integration tests start their own control plane).
+test: $(STAMP) lint
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
+integration: $(STAMP)
+	$(BIN)/python -m pytest tests/integration
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts
