@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-PROVIDERS := $(patsubst %/pyproject.toml,%,$(wildcard providers/*/pyproject.toml))
+# providers/example is left out on purpose: its test installs it the way a vendor package
+# is installed (pip install --target DIR) and loads it from there with --provider-path.
+PROVIDERS := $(filter-out providers/example,$(patsubst %/pyproject.toml,%,$(wildcard providers/*/pyproject.toml)))
 
 .PHONY: dev test lint unit integration install clean
 

@@ -17,9 +17,11 @@ class Problem:
     rule: str
     message: str
     level: Level
+    name: str | None = None  # the HyperNode concerned, when the problem is found in a set of them
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.message} [{self.level}: {self.rule}]"
+        where = f"HyperNode {self.name}: {self.path}" if self.name else self.path
+        return f"{where}: {self.message} [{self.level}: {self.rule}]"
 
 
 def join_path(*parts: str | int) -> str:

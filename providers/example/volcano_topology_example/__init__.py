@@ -1,0 +1,1 @@
+"""Example topology provider for volcano-topology."""

@@ -1,0 +1,87 @@
+"""Fixtures for writer tests: a fault proxy in front of the real API server, writers that go through it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.faultproxy import FaultProxy
+from volcano_topology import kube, ownership
+from volcano_topology.api import GROUP, PLURAL, VERSION
+from volcano_topology.controlplane.cluster import LocalControlPlane
+from volcano_topology.kube import HyperNodeClient
+from volcano_topology.provider import Reply
+from volcano_topology.retries import RetryPolicy
+from volcano_topology.writer import ProviderChannel, Writer, WriterSettings
+
+FAST_RETRIES = RetryPolicy(initial=0.05, maximum=0.5, jitter=0.05, attempts=8, deadline=20.0)
+
+
+@pytest.fixture(scope="session")
+def proxy(control_plane: LocalControlPlane, hypernode_api: client.ApiClient) -> Iterator[FaultProxy]:
+    assert control_plane.pki is not None
+    pki = control_plane.pki
+    fault_proxy = FaultProxy(control_plane.url, pki.ca_cert, pki.serving_cert, pki.serving_key).start()
+    yield fault_proxy
+    fault_proxy.stop()
+
+
+@pytest.fixture(scope="session")
+def proxied_kubeconfig(control_plane: LocalControlPlane, proxy: FaultProxy) -> str:
+    path = control_plane.workdir / "proxied.kubeconfig"
+    return str(control_plane.write_kubeconfig(path, control_plane.admin_token, "admin-via-proxy", server=proxy.url))
+
+
+@pytest.fixture
+def faults(proxy: FaultProxy, hypernode_api: client.ApiClient) -> Iterator[FaultProxy]:
+    """A clean proxy and a cluster without volcano-topology's HyperNodes, before and after each test."""
+    delete_managed(hypernode_api)
+    proxy.reset()
+    yield proxy
+    proxy.reset()
+    delete_managed(hypernode_api)
+
+
+def delete_managed(api: client.ApiClient) -> None:
+    objects = client.CustomObjectsApi(api)
+    for item in objects.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]:
+        if item["metadata"]["name"] != "parity-status":
+            objects.delete_cluster_custom_object(GROUP, VERSION, PLURAL, item["metadata"]["name"])
+
+
+WriterFactory = Callable[..., Writer]
+
+
+@pytest.fixture
+async def make_writer(proxied_kubeconfig: str, faults: FaultProxy) -> AsyncIterator[WriterFactory]:
+    made: list[client.ApiClient] = []
+
+    def factory(timeout: float = 2.0, concurrency: int = 8, **settings: Any) -> Writer:
+        api = kube.api_client(proxied_kubeconfig, pool_size=concurrency)
+        made.append(api)
+        settings.setdefault("retry", FAST_RETRIES)
+        return Writer(HyperNodeClient(api, concurrency=concurrency, timeout=timeout), WriterSettings(**settings))
+
+    yield factory
+    for api in made:
+        api.close()
+
+
+def cluster_hypernodes(api: client.ApiClient, provider: str | None = None) -> dict[str, dict[str, Any]]:
+    selector = f"{ownership.SOURCE_LABEL}={provider}" if provider else None
+    items = client.CustomObjectsApi(api).list_cluster_custom_object(GROUP, VERSION, PLURAL, label_selector=selector)
+    return {i["metadata"]["name"]: i for i in items["items"] if i["metadata"]["name"] != "parity-status"}
+
+
+def drain(channel: ProviderChannel) -> list[Reply]:
+    replies = []
+    while not channel.replies.empty():
+        replies.append(channel.replies.get_nowait())
+    return replies
+
+
+def members(obj: dict[str, Any]) -> list[str]:
+    return [m["selector"]["exactMatch"]["name"] for m in obj["spec"].get("members", [])]

@@ -1,0 +1,215 @@
+"""The provider contract: what a vendor implements and what it gets back.
+
+A provider is a class registered under the entry-point group
+``volcano_topology.providers``; the entry-point name is the provider's name (the
+``source`` in configuration). The operator constructs it with its validated
+settings, awaits ``start(events, replies, ctx)`` as a task, and calls ``stop()``
+after cancelling that task.
+
+``start`` runs for as long as the provider discovers: put ``Event`` objects on
+``events`` (a bounded queue: ``await events.put(...)`` waits when the writer is
+behind) and read ``Reply`` objects from ``replies``, which only this provider sees.
+If ``start`` raises, the provider is restarted with backoff; the others keep running.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import enum
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel
+
+from volcano_topology.api import HyperNode
+from volcano_topology.problems import Problem
+
+CONTRACT_VERSION = "1.0"
+ENTRY_POINT_GROUP = "volcano_topology.providers"
+
+
+class EventType(enum.StrEnum):
+    CREATE = "CREATE"
+    UPDATE = "UPDATE"
+    DELETE = "DELETE"
+    SNAPSHOT = "SNAPSHOT"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One change (CREATE/UPDATE/DELETE of one HyperNode) or the provider's whole desired set (SNAPSHOT).
+
+    CREATE and UPDATE both mean "this object should exist exactly so": creating an
+    object that exists updates it, updating a missing one creates it. DELETE of a
+    missing object is already done.
+    """
+
+    type: EventType
+    hypernode: HyperNode | None = None
+    name: str | None = None
+    hypernodes: tuple[HyperNode, ...] = ()
+
+    @classmethod
+    def create(cls, hypernode: HyperNode) -> Event:
+        return cls(EventType.CREATE, hypernode=hypernode)
+
+    @classmethod
+    def update(cls, hypernode: HyperNode) -> Event:
+        return cls(EventType.UPDATE, hypernode=hypernode)
+
+    @classmethod
+    def delete(cls, name: str) -> Event:
+        return cls(EventType.DELETE, name=name)
+
+    @classmethod
+    def snapshot(cls, hypernodes: Iterable[HyperNode]) -> Event:
+        return cls(EventType.SNAPSHOT, hypernodes=tuple(hypernodes))
+
+    @property
+    def target(self) -> str:
+        """The HyperNode name this event is about (``*`` for a snapshot)."""
+        if self.type is EventType.SNAPSHOT:
+            return "*"
+        if self.hypernode is not None:
+            return self.hypernode.metadata.name or "?"
+        return self.name or "?"
+
+    def __str__(self) -> str:
+        if self.type is EventType.SNAPSHOT:
+            return f"SNAPSHOT of {len(self.hypernodes)} HyperNodes"
+        return f"{self.type} {self.target}"
+
+
+class ApplyError(Exception):
+    """Why an event (or part of a snapshot) was not applied. Subclasses are the error types."""
+
+    reason: ClassVar[str] = "Failed"
+
+    def __init__(
+        self, message: str, *, name: str | None = None, problems: Iterable[Problem] = (), status: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.name = name
+        self.problems = tuple(problems)
+        self.status = status
+
+    def __str__(self) -> str:
+        where = f"HyperNode {self.name}: " if self.name else ""
+        return f"{self.reason}: {where}{self.message}"
+
+
+class MalformedEvent(ApplyError):
+    """The queue carried something that is not a well-formed ``Event``."""
+
+    reason = "MalformedEvent"
+
+
+class InvalidHyperNode(ApplyError):
+    """The object breaks a CRD or Volcano admission rule (``problems`` says which)."""
+
+    reason = "Invalid"
+
+
+class TopologyViolation(ApplyError):
+    """The provider's set would break the scheduler's strict-tree assumptions."""
+
+    reason = "TopologyViolation"
+
+
+class OwnershipConflict(ApplyError):
+    """An object of that name exists and is not this provider's."""
+
+    reason = "OwnershipConflict"
+
+
+class DeletionRefused(ApplyError):
+    """The deletion guard refused a snapshot that would delete too much."""
+
+    reason = "DeletionGuard"
+
+
+class RequestRejected(ApplyError):
+    """The API server refused the request permanently (400, 403, 422...)."""
+
+    reason = "Rejected"
+
+
+class RetriesExhausted(ApplyError):
+    """Transient failures outlasted the retry budget."""
+
+    reason = "RetriesExhausted"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Sent on the provider's own reply queue when (part of) an event could not be applied.
+
+    ``event`` is None only when what the provider queued was not an ``Event`` at all.
+    """
+
+    event: Event | None
+    error: ApplyError
+    attempts: int = 0
+
+
+class ClusterView(Protocol):
+    """Read-only views of the cluster a provider may use (it never gets a write-capable client)."""
+
+    def nodes(self) -> Mapping[str, Mapping[str, str]]:
+        """Node name -> labels."""
+        ...
+
+    def owned_hypernodes(self) -> Mapping[str, HyperNode]:
+        """The HyperNodes this provider owns, as last observed."""
+        ...
+
+
+class SecretReader(Protocol):
+    async def read(self, name: str, key: str, namespace: str | None = None) -> bytes: ...
+
+
+@dataclass
+class ProviderContext:
+    name: str
+    logger: logging.Logger
+    cluster: ClusterView
+    secrets: SecretReader
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Provider(abc.ABC):
+    """Base class of every provider.
+
+    ``settings_model`` (optional) is a pydantic model for the provider's ``config``
+    block; the operator validates the configuration with it and reports errors by
+    provider and field before the provider is constructed.
+    """
+
+    contract_version: ClassVar[str] = CONTRACT_VERSION
+    settings_model: ClassVar[type[BaseModel] | None] = None
+
+    def __init__(self, settings: Any = None) -> None:
+        self.settings = settings
+
+    @abc.abstractmethod
+    async def start(self, events: asyncio.Queue[Event], replies: asyncio.Queue[Reply], ctx: ProviderContext) -> None:
+        """Discover and emit events until done or cancelled."""
+
+    async def stop(self) -> None:  # noqa: B027 - optional hook with nothing to do by default
+        """Release resources; called after the ``start`` task has been cancelled or has ended."""
+
+
+def contract_problem(declared: object) -> str | None:
+    """Why a provider's declared contract version cannot run here, or None when it can."""
+    ours_major, ours_minor = (int(x) for x in CONTRACT_VERSION.split("."))
+    try:
+        major, minor = (int(x) for x in str(declared).split("."))
+    except ValueError:
+        return f"declares contract version {declared!r}, which is not of the form MAJOR.MINOR"
+    if major != ours_major or minor > ours_minor:
+        return f"was built for provider contract {declared}, this operator implements {CONTRACT_VERSION}"
+    return None
