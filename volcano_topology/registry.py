@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import importlib.metadata
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from stevedore import ExtensionManager, NamedExtensionManager
 
 from volcano_topology.provider import CONTRACT_VERSION, ENTRY_POINT_GROUP, Provider, contract_problem
@@ -100,6 +101,28 @@ def load(
     return loaded, [errors[n] for n in wanted if n in errors]
 
 
+class ProviderConfigError(ValueError):
+    """A provider's ``config`` block does not fit its settings model."""
+
+    def __init__(self, name: str, problems: list[str]) -> None:
+        super().__init__(f"provider {name!r}: invalid config: " + "; ".join(problems))
+        self.name = name
+        self.problems = problems
+
+
+def instantiate(provider: LoadedProvider, config: Mapping[str, Any] | None) -> Provider:
+    """Construct ``provider`` with its ``config`` validated by its ``settings_model`` (when it has one)."""
+    model = provider.cls.settings_model
+    if model is None:
+        return provider.cls(dict(config or {}))
+    try:
+        settings = model.model_validate(dict(config or {}))
+    except ValidationError as exc:
+        problems = [f"{'.'.join(str(p) for p in e['loc']) or '(config)'}: {e['msg']}" for e in exc.errors()]
+        raise ProviderConfigError(provider.name, problems) from exc
+    return provider.cls(settings)
+
+
 def why_unusable(plugin: object) -> str | None:
     if not (isinstance(plugin, type) and issubclass(plugin, Provider)):
         return f"is not a volcano_topology.provider.Provider subclass (got {plugin!r})"
@@ -128,4 +151,13 @@ def installed(provider_paths: Iterable[str | Path] = ()) -> list[InstalledProvid
     return found
 
 
-__all__ = ["CONTRACT_VERSION", "InstalledProvider", "LoadError", "LoadedProvider", "installed", "load"]
+__all__ = [
+    "CONTRACT_VERSION",
+    "InstalledProvider",
+    "LoadError",
+    "LoadedProvider",
+    "ProviderConfigError",
+    "installed",
+    "instantiate",
+    "load",
+]

@@ -36,7 +36,7 @@ class RetryPolicy:
     deadline: float = 60.0
 
     def wait(self, state: RetryCallState) -> float:
-        backoff = wait_exponential_jitter(initial=self.initial, max=self.maximum, jitter=self.jitter)(state)
+        backoff = wait_exponential_jitter(multiplier=self.initial, max=self.maximum, jitter=self.jitter)(state)
         exc = state.outcome.exception() if state.outcome is not None else None
         floor = exc.retry_after if isinstance(exc, KubeError) and exc.retry_after else 0.0
         return max(float(backoff), floor)

@@ -310,8 +310,8 @@ async def test_dry_run_writes_nothing(
     assert cluster_hypernodes(hypernode_api) == {}
 
 
-async def wait_for(condition, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_for(condition, within: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + within
     while not condition():
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError("condition not reached")

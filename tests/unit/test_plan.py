@@ -20,10 +20,8 @@ def observed(hypernode: HyperNode, *, owner: str | None = P, managed: dict[str, 
     body = with_ownership(hypernode, owner).to_dict() if owner else hypernode.to_dict()
     labels = body["metadata"].get("labels", {})
     fields = {"f:metadata": {"f:labels": {f"f:{k}": {} for k in labels}}}
-    body["metadata"].update(
-        resourceVersion="7", uid="u-" + hypernode.name,
-        managedFields=[{"manager": ownership.field_manager(owner or "x"), "operation": "Apply", "fieldsV1": managed or fields}],
-    )  # fmt: skip
+    entry = {"manager": ownership.field_manager(owner or "x"), "operation": "Apply", "fieldsV1": managed or fields}
+    body["metadata"].update(resourceVersion="7", uid="u-" + hypernode.name, managedFields=[entry])
     return Observed.from_dict(body)
 
 

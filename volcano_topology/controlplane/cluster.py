@@ -7,6 +7,7 @@ It stops only the processes it started, and children die with their parent
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import json
@@ -16,6 +17,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -61,14 +63,18 @@ class _Process:
 
     def start(self) -> None:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
+        # PR_SET_PDEATHSIG fires when the spawning *thread* exits, so it is only safe from the
+        # main thread; a process started elsewhere is stopped at interpreter exit instead.
+        in_main_thread = threading.current_thread() is threading.main_thread()
         self.popen = subprocess.Popen(
             self.argv,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with_parent if in_main_thread else None,
             start_new_session=True,
         )
+        atexit.register(self.stop)
 
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
