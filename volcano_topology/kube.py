@@ -165,17 +165,15 @@ class HyperNodeClient:
             raise
         return found
 
-    async def create(self, body: dict[str, Any], manager: str) -> dict[str, Any]:
-        created: dict[str, Any] = await self._call(
-            "create", self._objects.create_cluster_custom_object, GROUP, VERSION, PLURAL, body, field_manager=manager
-        )
-        return created
+    async def apply(self, body: dict[str, Any], manager: str, *, force: bool) -> dict[str, Any]:
+        """Server-side apply (creates the object when missing).
 
-    async def apply(self, body: dict[str, Any], manager: str) -> dict[str, Any]:
-        """Server-side apply; a ``metadata.resourceVersion`` in ``body`` makes it conditional (409 when stale)."""
+        A ``metadata.resourceVersion`` in ``body`` makes it conditional (409 when stale).
+        Without ``force``, a field another manager set to a different value is a 409 conflict.
+        """
         applied: dict[str, Any] = await self._call(
             "apply", self._objects.patch_cluster_custom_object, GROUP, VERSION, PLURAL, body["metadata"]["name"],
-            body, field_manager=manager, force=True, _content_type="application/apply-patch+yaml",
+            body, field_manager=manager, force=force, _content_type="application/apply-patch+yaml",
         )  # fmt: skip
         return applied
 

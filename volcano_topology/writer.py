@@ -386,17 +386,19 @@ class Writer:
 
         desired = op.hypernode
         if current is None:
+            # Created by server-side apply too, so every field stays ours to remove later. Not forced:
+            # if someone created the name meanwhile with other values, this is a 409 and we look again.
             try:
-                await self.client.create(desired.to_dict(), channel.manager)
+                await self.client.apply(desired.to_dict(), channel.manager, force=False)
             except KubeError as exc:
-                # 409: someone (or our own earlier attempt whose answer was lost) created it: look again.
                 raise _stale_if_conflict(exc) from exc
             stats.writes["create"] += 1
         elif not matches(desired, current, channel.manager):
             body = desired.to_dict()
             body["metadata"]["resourceVersion"] = current.resource_version  # apply only onto what we checked
             try:
-                await self.client.apply(body, channel.manager)
+                # Forced: the object is ours (labels checked at this resourceVersion); take back drifted fields.
+                await self.client.apply(body, channel.manager, force=True)
             except KubeError as exc:
                 raise _stale_if_conflict(exc) from exc
             stats.writes["update"] += 1

@@ -96,7 +96,7 @@ async def test_create_delete_create_of_one_name_ends_created(
     assert await writer.process(channel, events)
     assert members(cluster_hypernodes(hypernode_api)["o-leaf"]) == ["n2"]
     assert channel.stats.superseded == 2
-    assert [r.method for r in faults.writes()] == ["POST"], "superseded events were never sent"
+    assert [(r.method, r.status) for r in faults.writes()] == [("PATCH", 201)], "superseded events were never sent"
 
 
 async def test_queued_events_are_coalesced_by_the_running_writer(
@@ -316,3 +316,22 @@ async def wait_for(condition, within: float = 20.0) -> None:  # type: ignore[no-
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError("condition not reached")
         await asyncio.sleep(0.05)
+
+
+async def test_fields_dropped_later_are_removed_and_then_stay_quiet(
+    make_writer: WriterFactory, faults: FaultProxy, hypernode_api: client.ApiClient
+) -> None:
+    writer = make_writer()
+    channel = writer.open("fabric")
+    first = leaf("r-leaf", "n1")
+    assert first.spec is not None
+    first.spec.tier_name = "leaf"
+    first.metadata.labels = {"rack": "r1"}
+    assert await writer.process(channel, [Event.create(first)])
+    assert await writer.process(channel, [Event.update(leaf("r-leaf", "n1"))])
+    obj = cluster_hypernodes(hypernode_api)["r-leaf"]
+    assert "tierName" not in obj["spec"]
+    assert "rack" not in obj["metadata"]["labels"]
+    faults.reset()
+    assert await writer.process(channel, [Event.update(leaf("r-leaf", "n1"))])
+    assert faults.writes() == [], "once removed, nothing is left to write"

@@ -12,21 +12,22 @@ from tests.builders import leaf
 from tests.faultproxy import FaultProxy, Rule
 from tests.integration.conftest import WriterFactory, cluster_hypernodes, drain, members
 from tests.integration.test_writer import wait_for
+from volcano_topology.api import GROUP, PLURAL, VERSION
 from volcano_topology.controlplane.cluster import LocalControlPlane
-from volcano_topology.provider import Event, RequestRejected, RetriesExhausted
+from volcano_topology.provider import Event, OwnershipConflict, RequestRejected, RetriesExhausted
 from volcano_topology.retries import RetryPolicy
 
 
 async def test_429_waits_at_least_retry_after(
     make_writer: WriterFactory, faults: FaultProxy, hypernode_api: client.ApiClient
 ) -> None:
-    faults.add(Rule("POST", "/hypernodes", status=429, reason="TooManyRequests", headers={"Retry-After": "1"}))
+    faults.add(Rule("PATCH", "/hypernodes", status=429, reason="TooManyRequests", headers={"Retry-After": "1"}))
     writer = make_writer()
     channel = writer.open("fabric")
     started = time.monotonic()
     assert await writer.process(channel, [Event.create(leaf("f-429", "n1"))])
     assert time.monotonic() - started >= 1.0, "Retry-After is a floor under the backoff"
-    assert (faults.count("POST", status=429), faults.count("POST", status=201)) == (1, 1)
+    assert (faults.count("PATCH", status=429), faults.count("PATCH", status=201)) == (1, 1)
     assert "f-429" in cluster_hypernodes(hypernode_api)
 
 
@@ -35,24 +36,24 @@ async def test_server_errors_are_retried(
     statuses: list[int], make_writer: WriterFactory, faults: FaultProxy, hypernode_api: client.ApiClient
 ) -> None:
     for status in statuses:
-        faults.add(Rule("POST", "/hypernodes", status=status, reason="InternalError"))
+        faults.add(Rule("PATCH", "/hypernodes", status=status, reason="InternalError"))
     writer = make_writer()
     channel = writer.open("fabric")
     assert await writer.process(channel, [Event.create(leaf("f-5xx", "n1"))])
-    assert faults.count("POST") == len(statuses) + 1
+    assert faults.count("PATCH") == len(statuses) + 1
     assert drain(channel) == []
 
 
 async def test_connection_reset_is_retried(
     make_writer: WriterFactory, faults: FaultProxy, hypernode_api: client.ApiClient
 ) -> None:
-    faults.add(Rule("POST", "/hypernodes", action="reset"))
+    faults.add(Rule("PATCH", "/hypernodes", action="reset"))
     faults.add(Rule("GET", "/hypernodes", action="reset"))  # the first LIST too
     writer = make_writer()
     channel = writer.open("fabric")
     assert await writer.process(channel, [Event.create(leaf("f-reset", "n1"))])
-    assert faults.count("POST", status=0) == 1
-    assert faults.count("POST", status=201) == 1
+    assert faults.count("PATCH", status=0) == 1
+    assert faults.count("PATCH", status=201) == 1
     assert "f-reset" in cluster_hypernodes(hypernode_api)
 
 
@@ -88,7 +89,7 @@ async def test_409_on_a_stale_read_rereads_and_applies(
 async def test_permanent_errors_are_reported_at_once(
     status: int, reason: str, make_writer: WriterFactory, faults: FaultProxy, hypernode_api: client.ApiClient
 ) -> None:
-    faults.add(Rule("POST", "/hypernodes", status=status, reason=reason, times=100))
+    faults.add(Rule("PATCH", "/hypernodes", status=status, reason=reason, times=100))
     writer = make_writer()
     channel = writer.open("fabric")
     assert not await writer.process(channel, [Event.create(leaf("f-perm", "n1"))])
@@ -96,18 +97,18 @@ async def test_permanent_errors_are_reported_at_once(
     assert isinstance(reply.error, RequestRejected)
     assert (reply.error.status, reply.attempts, reply.error.name) == (status, 1, "f-perm")
     assert reason in str(reply.error)
-    assert faults.count("POST") == 1, "no retries for a permanent error"
+    assert faults.count("PATCH") == 1, "no retries for a permanent error"
     assert channel.retained == [], "nothing kept for a later retry either"
 
 
 async def test_a_lost_answer_to_a_create_is_not_applied_twice(
     make_writer: WriterFactory, faults: FaultProxy, hypernode_api: client.ApiClient
 ) -> None:
-    faults.add(Rule("POST", "/hypernodes", action="lost_answer"))
+    faults.add(Rule("PATCH", "/hypernodes", action="lost_answer"))
     writer = make_writer()
     channel = writer.open("fabric")
     assert await writer.process(channel, [Event.create(leaf("f-lost", "n1"))])
-    assert faults.count("POST") == 1, "the retry re-read the object and found it already there"
+    assert faults.count("PATCH") == 1, "the retry re-read the object and found it already there"
     assert faults.count("GET", "/hypernodes/f-lost") == 1
     assert cluster_hypernodes(hypernode_api)["f-lost"]["metadata"]["generation"] == 1
     assert drain(channel) == []
@@ -116,7 +117,7 @@ async def test_a_lost_answer_to_a_create_is_not_applied_twice(
 async def test_exhausted_retries_reply_then_the_batch_is_retried_until_it_lands(
     make_writer: WriterFactory, faults: FaultProxy, hypernode_api: client.ApiClient
 ) -> None:
-    outage = faults.add(Rule("POST", "/hypernodes", status=503, reason="ServiceUnavailable", times=1000))
+    outage = faults.add(Rule("PATCH", "/hypernodes", status=503, reason="ServiceUnavailable", times=1000))
     policy = RetryPolicy(initial=0.05, maximum=0.1, jitter=0.01, attempts=3, deadline=5.0)
     writer = make_writer(retry=policy, resync_after_failure=0.3)
     channel = writer.open("fabric")
@@ -142,9 +143,9 @@ async def test_api_server_stopped_mid_batch_converges_with_nothing_applied_twice
     channel = writer.open("fabric")
     snapshot = Event.snapshot(leaf(f"f-mid-{i:03d}", f"mid-node-{i}") for i in range(count))
     task = asyncio.create_task(writer.process(channel, [snapshot]))
-    await wait_for(lambda: faults.count("POST", status=201) >= 20)
+    await wait_for(lambda: faults.count("PATCH", status=201) >= 20)
     await asyncio.to_thread(control_plane.stop_apiserver)
-    stopped_at = faults.count("POST", status=201)
+    stopped_at = faults.count("PATCH", status=201)
     await asyncio.sleep(1.0)
     await asyncio.to_thread(control_plane.start_apiserver)
     hypernode_api.rest_client.pool_manager.clear()  # drop keep-alive connections to the old process
@@ -154,6 +155,26 @@ async def test_api_server_stopped_mid_batch_converges_with_nothing_applied_twice
     objects = cluster_hypernodes(hypernode_api)
     assert len(objects) == count
     assert all(o["metadata"]["generation"] == 1 for o in objects.values()), "no object was written twice"
-    assert faults.count("PATCH") == 0
-    assert faults.count("POST", status=201) <= count
+    assert faults.count("PATCH", status=200) == 0, "creates only, no updates"
+    assert faults.count("PATCH", status=201) <= count
     assert drain(channel) == []
+
+
+async def test_a_name_taken_between_read_and_write_is_a_conflict_not_an_overwrite(
+    make_writer: WriterFactory, faults: FaultProxy, hypernode_api: client.ApiClient
+) -> None:
+    faults.add(Rule("PATCH", "/hypernodes/f-race", action="delay", delay=1.0))
+    writer = make_writer(timeout=5.0)
+    channel = writer.open("fabric")
+    task = asyncio.create_task(writer.process(channel, [Event.create(leaf("f-race", "mine"))]))
+    await wait_for(lambda: any(r.hits for r in faults.rules))  # our write is held at the proxy
+    theirs = leaf("f-race", "theirs").to_dict()
+    await asyncio.to_thread(
+        client.CustomObjectsApi(hypernode_api).create_cluster_custom_object, GROUP, VERSION, PLURAL, theirs
+    )
+    assert not await asyncio.wait_for(task, 30)
+    [reply] = drain(channel)
+    assert isinstance(reply.error, OwnershipConflict)
+    obj = cluster_hypernodes(hypernode_api)["f-race"]
+    assert members(obj) == ["theirs"]
+    assert "labels" not in obj["metadata"]
