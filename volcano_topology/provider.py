@@ -179,6 +179,7 @@ class ProviderContext:
     cluster: ClusterView
     secrets: SecretReader
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    interval: float | None = None  # the configured ``interval`` in seconds, if any
 
 
 class Provider(abc.ABC):
@@ -201,6 +202,17 @@ class Provider(abc.ABC):
 
     async def stop(self) -> None:  # noqa: B027 - optional hook with nothing to do by default
         """Release resources; called after the ``start`` task has been cancelled or has ended."""
+
+    def post_process(self, hypernode: HyperNode) -> HyperNode:
+        """Augment each HyperNode (labels, annotations) just before it is written.
+
+        Runs in the writer, after discovery; the ownership labels are set after it, so it
+        cannot take them away. The result is validated like any other object.
+        """
+        return hypernode
+
+    def has_post_process(self) -> bool:
+        return type(self).post_process is not Provider.post_process
 
 
 def contract_problem(declared: object) -> str | None:

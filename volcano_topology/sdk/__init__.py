@@ -1,0 +1,7 @@
+"""Helpers for provider authors: build a tree, return the topology, or take full control."""
+
+from volcano_topology.sdk.lifecycle import LifecycleProvider
+from volcano_topology.sdk.scanning import ScanningProvider, Topology, simple_provider
+from volcano_topology.sdk.tree import TreeBuilder, TreeError
+
+__all__ = ["LifecycleProvider", "ScanningProvider", "Topology", "TreeBuilder", "TreeError", "simple_provider"]

@@ -1,0 +1,150 @@
+"""Providers that return the whole topology and let the framework do the rest.
+
+- :class:`ScanningProvider`: implement ``scan()`` (sync or async) returning HyperNodes or a
+  :class:`~volcano_topology.sdk.tree.TreeBuilder`. It runs every ``interval`` and when
+  :meth:`~ScanningProvider.rescan` is called; a SNAPSHOT is sent only when the result
+  changed. When ``scan()`` raises, the error is logged and counted, the last good
+  topology stays in the cluster, and the next scan waits with exponential backoff.
+- :func:`simple_provider`: the same from a plain function.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from volcano_topology.api import HyperNode
+from volcano_topology.provider import Event, Provider, ProviderContext, Reply
+from volcano_topology.sdk.tree import TreeBuilder
+
+Topology = Iterable[HyperNode] | TreeBuilder
+
+
+@dataclass
+class ScanStats:
+    scans: int = 0
+    failures: int = 0
+    consecutive_failures: int = 0
+    snapshots: int = 0
+    last_error: str | None = None
+    last_success: float | None = None
+
+
+def as_hypernodes(topology: Topology) -> tuple[HyperNode, ...]:
+    """A scan's result as HyperNodes in name order (so equal topologies compare equal)."""
+    items = topology.build() if isinstance(topology, TreeBuilder) else list(topology)
+    for item in items:
+        if not isinstance(item, HyperNode):
+            raise TypeError(f"scan() must return HyperNodes or a TreeBuilder, got {type(item).__name__}")
+    return tuple(sorted(items, key=lambda h: h.metadata.name or ""))
+
+
+def fingerprint(hypernodes: Iterable[HyperNode]) -> str:
+    digest = hashlib.sha256()
+    for hypernode in hypernodes:
+        digest.update(hypernode.model_dump_json(by_alias=True, exclude_none=True).encode())
+    return digest.hexdigest()
+
+
+class ScanningProvider(Provider):
+    """Subclass and implement :meth:`scan`. ``ctx.interval`` (configuration) overrides ``interval``."""
+
+    interval: ClassVar[float] = 60.0
+    max_backoff: ClassVar[float] = 300.0
+    initial_backoff: ClassVar[float] = 1.0
+
+    def __init__(self, settings: Any = None) -> None:
+        super().__init__(settings)
+        self.stats = ScanStats()
+        self._rescan = asyncio.Event()
+        self._sent: str | None = None
+
+    def scan(self) -> Topology | Awaitable[Topology]:
+        raise NotImplementedError("a ScanningProvider implements scan()")
+
+    def rescan(self) -> None:
+        """Scan now instead of at the next interval (e.g. from a vendor notification)."""
+        self._rescan.set()
+
+    async def start(self, events: asyncio.Queue[Event], replies: asyncio.Queue[Reply], ctx: ProviderContext) -> None:
+        interval = ctx.interval or self.interval
+        reader = asyncio.create_task(self._read_replies(replies, ctx))
+        try:
+            while not ctx.stopping.is_set():
+                delay = interval if await self._scan_once(events, ctx) else self._backoff(interval)
+                await self._wait(ctx, delay)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    async def _scan_once(self, events: asyncio.Queue[Event], ctx: ProviderContext) -> bool:
+        self.stats.scans += 1
+        try:
+            hypernodes = as_hypernodes(await self._call_scan())
+        except Exception as exc:
+            self.stats.failures += 1
+            self.stats.consecutive_failures += 1
+            self.stats.last_error = f"{type(exc).__name__}: {exc}"
+            ctx.logger.warning("scan failed (%d in a row), keeping the last good topology: %s",
+                               self.stats.consecutive_failures, self.stats.last_error)  # fmt: skip
+            return False
+        self.stats.consecutive_failures = 0
+        self.stats.last_success = time.time()
+        current = fingerprint(hypernodes)
+        if current != self._sent:
+            await events.put(Event.snapshot(hypernodes))
+            self._sent = current
+            self.stats.snapshots += 1
+        return True
+
+    async def _call_scan(self) -> Topology:
+        if inspect.iscoroutinefunction(self.scan):
+            result: Topology = await self.scan()
+            return result
+        # A blocking vendor call must not stall the event loop (and with it every other provider).
+        outcome = await asyncio.to_thread(self.scan)
+        if inspect.isawaitable(outcome):
+            return await outcome
+        return outcome
+
+    def _backoff(self, interval: float) -> float:
+        step = self.initial_backoff * 2.0 ** (self.stats.consecutive_failures - 1)
+        return min(step, self.max_backoff, interval)
+
+    async def _wait(self, ctx: ProviderContext, delay: float) -> None:
+        stop = asyncio.create_task(ctx.stopping.wait())
+        rescan = asyncio.create_task(self._rescan.wait())
+        try:
+            await asyncio.wait({stop, rescan}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (stop, rescan):
+                task.cancel()
+        self._rescan.clear()
+
+    async def _read_replies(self, replies: asyncio.Queue[Reply], ctx: ProviderContext) -> None:
+        while True:
+            reply = await replies.get()
+            ctx.logger.warning("not applied: %s", reply.error)
+            # Send the whole topology again next scan: a conflict may have been resolved meanwhile.
+            self._sent = None
+
+
+def simple_provider(
+    name: str, fn: Callable[[], Topology | Awaitable[Topology]], interval: float = 60.0
+) -> type[ScanningProvider]:
+    """A provider class from a function returning the whole topology; register the class as an entry point."""
+
+    class FunctionProvider(ScanningProvider):
+        def scan(self) -> Topology | Awaitable[Topology]:
+            return fn()
+
+    FunctionProvider.interval = interval
+    FunctionProvider.__name__ = FunctionProvider.__qualname__ = name
+    return FunctionProvider
