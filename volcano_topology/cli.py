@@ -47,6 +47,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     validate.set_defaults(handler=_validate)
 
+    providers = commands.add_parser("providers", help="list installed providers, their versions and compatibility")
+    providers.add_argument(
+        "--provider-path", action="append", default=[], metavar="DIR", help="extra provider directory"
+    )
+    providers.set_defaults(handler=_providers)
+
+    discover = commands.add_parser("discover", help="run one provider once, offline, and print its HyperNodes")
+    discover.add_argument("source", help="the provider's name (its entry point)")
+    discover.add_argument("--config", type=Path, help="the provider's config (or a file with networkTopologyDiscovery)")
+    discover.add_argument("--nodes", type=Path, help="nodes the provider may see: names, name->labels, or a NodeList")
+    discover.add_argument("-o", "--output", choices=["yaml", "json", "tree"], default="yaml")
+    discover.add_argument(
+        "--provider-path", action="append", default=[], metavar="DIR", help="extra provider directory"
+    )
+    discover.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the provider (default 30)")
+    discover.set_defaults(handler=_discover)
+
     dev = commands.add_parser("dev", help="start a local kube-apiserver + etcd with the HyperNode CRD installed")
     dev.add_argument("--workdir", type=Path, help="where to keep certificates, data and logs (default: a temp dir)")
     dev.set_defaults(handler=_dev)
@@ -78,6 +95,48 @@ def validate_files(files: Sequence[str], out: TextIO, err: TextIO, *, admission:
     if worst == EXIT_OK:
         err.write(f"{checked} HyperNode document(s) valid\n")
     return worst
+
+
+def _providers(args: argparse.Namespace) -> int:
+    from volcano_topology import registry
+
+    found = registry.installed(args.provider_path)
+    if not found:
+        print(f"no providers installed (entry point group {registry.ENTRY_POINT_GROUP!r})")
+        return EXIT_OK
+    rows = [("NAME", "PACKAGE", "VERSION", f"CONTRACT {registry.CONTRACT_VERSION}")]
+    rows += [(p.name, p.distribution, p.version, "compatible" if p.problem is None else p.problem) for p in found]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3])
+    return EXIT_OK
+
+
+def _discover(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from volcano_topology import registry
+    from volcano_topology.discover import DiscoveryError, discover_once, load_nodes, provider_config, render
+
+    loaded, errors = registry.load([args.source], args.provider_path)
+    if errors:
+        print(f"error: {errors[0]}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        config = provider_config(args.config.read_text(), args.source) if args.config else {}
+        nodes = load_nodes(args.nodes.read_text()) if args.nodes else {}
+        provider = registry.instantiate(loaded[args.source], config)
+        result = asyncio.run(discover_once(args.source, provider, nodes, timeout=args.timeout))
+    except (OSError, yaml.YAMLError, registry.ProviderConfigError, DiscoveryError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for problem in result.problems:
+        print(f"{args.source}: {problem}", file=sys.stderr)
+    if result.problems:
+        return EXIT_INVALID
+    sys.stdout.write(render(result.hypernodes, args.output))
+    print(f"{args.source}: {len(result.hypernodes)} HyperNodes", file=sys.stderr)
+    return EXIT_OK
 
 
 def _dev(args: argparse.Namespace) -> int:

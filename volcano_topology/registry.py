@@ -153,6 +153,7 @@ def installed(provider_paths: Iterable[str | Path] = ()) -> list[InstalledProvid
 
 __all__ = [
     "CONTRACT_VERSION",
+    "ENTRY_POINT_GROUP",
     "InstalledProvider",
     "LoadError",
     "LoadedProvider",

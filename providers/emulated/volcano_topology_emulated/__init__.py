@@ -1,0 +1,1 @@
+"""An emulated datacenter fabric for volcano-topology: for tests, demos and development."""

@@ -1,0 +1,99 @@
+"""The emulated provider: scans a fabric model as it stands at this moment of its script."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from volcano_topology.api import ExactMatch, HyperNode, HyperNodeSpec, Member, MemberSelector, ObjectMeta
+from volcano_topology.sdk.scanning import ScanningProvider, Topology
+from volcano_topology_emulated.model import FabricModel, FabricState
+
+MODELS = Path(__file__).resolve().parent / "models"
+
+
+class EmulatedSettings(BaseModel):
+    """The provider's ``config``: the model inline, or ``modelFile`` naming one (a bare name is a shipped model).
+
+    With ``modelFile``, keys given beside it (``changes``, ``faults``...) replace the file's.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    model_file: str | None = Field(None, alias="modelFile")
+    fabric: FabricModel
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "fabric" in data:
+            return data
+        inline = {k: v for k, v in data.items() if k not in ("modelFile", "model_file")}
+        ref = data.get("modelFile") or data.get("model_file")
+        if not ref:
+            return {"fabric": inline}
+        path = Path(str(ref)) if Path(str(ref)).exists() else MODELS / f"{str(ref).removesuffix('.yaml')}.yaml"
+        if not path.exists():
+            raise ValueError(f"modelFile {ref}: no such file, and not a shipped model ({', '.join(shipped_models())})")
+        loaded = yaml.safe_load(path.read_text())
+        return {"modelFile": str(path), "fabric": {**loaded, **inline}}
+
+
+def shipped_models() -> list[str]:
+    return sorted(p.stem for p in MODELS.glob("*.yaml"))
+
+
+class EmulatedProvider(ScanningProvider):
+    settings_model = EmulatedSettings
+    settings: EmulatedSettings
+    interval = 10.0
+
+    def __init__(self, settings: EmulatedSettings) -> None:
+        super().__init__(settings)
+        self.model = settings.fabric
+        self.clock = time.monotonic
+        self.started_at: float | None = None
+
+    def elapsed(self) -> float:
+        if self.started_at is None:
+            self.started_at = self.clock()
+        return self.clock() - self.started_at
+
+    async def scan(self) -> Topology:
+        count = self.stats.scans  # already counts this scan
+        faults = self.model.faults
+        if faults.slow_scan and count % faults.slow_scan.every == 0:
+            await asyncio.sleep(faults.slow_scan.seconds)
+        if faults.raise_scan and count % faults.raise_scan.every == 0:
+            raise RuntimeError(f"injected fault: scan {count} failed")
+        state = FabricState.at(self.model, self.elapsed())
+        if faults.garbage and count % faults.garbage.every == 0:
+            junk: Topology = garbage(faults.garbage.kind, state.tree(self.model).build())
+            return junk  # deliberately wrong: the framework must refuse it
+        return state.tree(self.model)
+
+
+def garbage(kind: str, good: list[HyperNode]) -> Any:
+    """What a broken vendor API returns: the writer must refuse it and keep the last good topology."""
+    if kind == "not-hypernodes":
+        return ["switch-1", {"name": "leaf"}]
+    leaves = [h for h in good if h.spec is not None and h.spec.tier == 1]
+    if kind == "invalid-name":
+        bad = Member.model_construct(
+            type="Node",
+            selector=MemberSelector.model_construct(exact_match=ExactMatch.model_construct(name="NOT_A_NODE")),
+        )
+        broken = HyperNode.model_construct(
+            metadata=ObjectMeta(name=leaves[0].name), spec=HyperNodeSpec.model_construct(tier=1, members=[bad])
+        )
+        return [broken, *good[1:]] if good and good[0].name == leaves[0].name else [*good, broken]
+    # two-leaves: the first leaf's nodes also appear in a second leaf
+    stolen = HyperNode(
+        metadata=ObjectMeta(name="garbage-leaf"), spec=HyperNodeSpec(tier=1, members=list(leaves[0].members))
+    )
+    return [*good, stolen]

@@ -1,0 +1,179 @@
+"""Run one provider once, offline, and show the HyperNodes it would have written.
+
+Nothing talks to a cluster: the provider's events are collected until it sends a
+SNAPSHOT, goes quiet, or the time runs out. The result is checked exactly as the writer
+would check it (ownership labels, post-process hook, CRD and admission rules, strict tree).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from volcano_topology.api import HyperNode
+from volcano_topology.plan import with_ownership
+from volcano_topology.problems import Problem
+from volcano_topology.provider import Event, EventType, Provider, ProviderContext, Reply
+from volcano_topology.runner import NoSecrets, StaticCluster
+from volcano_topology.tree import children_of, tree_problems
+from volcano_topology.validation import check_document
+
+
+class DiscoveryError(RuntimeError):
+    pass
+
+
+@dataclass
+class Discovery:
+    hypernodes: dict[str, HyperNode] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    events: int = 0
+
+
+async def discover_once(
+    source: str,
+    provider: Provider,
+    nodes: Mapping[str, Mapping[str, str]] | None = None,
+    *,
+    timeout: float = 30.0,
+    quiet: float = 1.0,
+    admission: bool = True,
+) -> Discovery:
+    events: asyncio.Queue[Event] = asyncio.Queue()
+    replies: asyncio.Queue[Reply] = asyncio.Queue()
+    ctx = ProviderContext(source, logging.getLogger(f"volcano_topology.provider.{source}"), StaticCluster(nodes or {}),
+                          NoSecrets())  # fmt: skip
+    task = asyncio.create_task(provider.start(events, replies, ctx))
+    result = Discovery()
+    deadline = asyncio.get_running_loop().time() + timeout
+    try:
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            wait = min(quiet, left) if result.events else left
+            if wait <= 0:
+                break
+            try:
+                event = await asyncio.wait_for(events.get(), wait)
+            except TimeoutError:
+                if task.done() and task.exception() is not None:
+                    raise DiscoveryError(f"provider {source} failed: {task.exception()!r}") from task.exception()
+                break
+            result.events += 1
+            _fold(result.hypernodes, event)
+            if event.type is EventType.SNAPSHOT:
+                break
+    finally:
+        ctx.stopping.set()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        await provider.stop()
+    if not result.events:
+        raise DiscoveryError(f"provider {source} sent nothing within {timeout:.0f}s")
+    result.hypernodes, result.problems = _as_written(source, provider, result.hypernodes, admission)
+    return result
+
+
+def _fold(hypernodes: dict[str, HyperNode], event: Event) -> None:
+    if not isinstance(event, Event):
+        raise DiscoveryError(f"the provider queued {type(event).__name__}, not an Event")
+    if event.type is EventType.SNAPSHOT:
+        hypernodes.clear()
+        hypernodes.update({h.metadata.name or "?": h for h in event.hypernodes})
+    elif event.type is EventType.DELETE:
+        hypernodes.pop(event.target, None)
+    elif event.hypernode is not None:
+        hypernodes[event.target] = event.hypernode
+
+
+def _as_written(
+    source: str, provider: Provider, found: Mapping[str, HyperNode], admission: bool
+) -> tuple[dict[str, HyperNode], list[Problem]]:
+    written: dict[str, HyperNode] = {}
+    problems: list[Problem] = []
+    for name in sorted(found):
+        candidate = provider.post_process(found[name]) if provider.has_post_process() else found[name]
+        verdict = check_document(with_ownership(candidate, source).to_dict(), admission=admission)
+        problems.extend(Problem(p.path, p.rule, p.message, p.level, name) for p in verdict.problems)
+        if verdict.hypernode is not None and verdict.ok:
+            written[name] = verdict.hypernode
+    problems.extend(tree_problems(written))
+    return written, problems
+
+
+def load_nodes(text: str) -> dict[str, dict[str, str]]:
+    """Nodes as a list of names, a name -> labels mapping, or a Kubernetes NodeList / List."""
+    data = yaml.safe_load(text)
+    if isinstance(data, dict) and isinstance(data.get("items"), list):
+        return {
+            item["metadata"]["name"]: dict(item["metadata"].get("labels") or {})
+            for item in data["items"]
+            if isinstance(item, dict) and isinstance(item.get("metadata"), dict) and "name" in item["metadata"]
+        }
+    if isinstance(data, dict):
+        return {str(name): {str(k): str(v) for k, v in (labels or {}).items()} for name, labels in data.items()}
+    if isinstance(data, list):
+        return {str(name): {} for name in data}
+    raise DiscoveryError("--nodes: expected a list of names, a mapping of name to labels, or a NodeList")
+
+
+def provider_config(text: str, source: str) -> dict[str, Any]:
+    """A provider's config from a file: either the config itself, or Volcano's discovery list naming ``source``."""
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise DiscoveryError("--config: expected a mapping")
+    entries = data.get("networkTopologyDiscovery")
+    if isinstance(entries, list):
+        for entry in entries:
+            if isinstance(entry, dict) and entry.get("source") == source:
+                config = entry.get("config") or {}
+                if not isinstance(config, dict):
+                    raise DiscoveryError(f"--config: the config of source {source} is not a mapping")
+                return config
+        raise DiscoveryError(f"--config: networkTopologyDiscovery has no entry with source {source}")
+    return data
+
+
+def render(hypernodes: Mapping[str, HyperNode], output: str) -> str:
+    ordered = sorted(hypernodes.values(), key=lambda h: (-(h.spec.tier if h.spec else 0), h.name))
+    if output == "json":
+        return (
+            json.dumps({"apiVersion": "v1", "kind": "List", "items": [h.to_dict() for h in ordered]}, indent=2) + "\n"
+        )
+    if output == "tree":
+        return render_tree(hypernodes)
+    return yaml.safe_dump_all([h.to_dict() for h in ordered], sort_keys=False)
+
+
+def render_tree(hypernodes: Mapping[str, HyperNode]) -> str:
+    referenced = {child for h in hypernodes.values() for child in children_of(h)}
+    roots = sorted(n for n in hypernodes if n not in referenced)
+    lines: list[str] = []
+
+    def describe(h: HyperNode) -> str:
+        tier = h.spec.tier if h.spec else "?"
+        tier_name = f" {h.spec.tier_name}" if h.spec and h.spec.tier_name else ""
+        nodes = [
+            m.selector.exact_match.name for m in h.members if m.type == "Node" and m.selector and m.selector.exact_match
+        ]
+        shown = ", ".join(nodes[:3]) + (f", … {nodes[-1]}" if len(nodes) > 3 else "")
+        return f"{h.name}  (tier {tier}{tier_name}" + (f"; {len(nodes)} nodes: {shown})" if nodes else ")")
+
+    def walk(name: str, prefix: str, last: bool, top: bool) -> None:
+        hypernode = hypernodes[name]
+        lines.append(describe(hypernode) if top else f"{prefix}{'└── ' if last else '├── '}{describe(hypernode)}")
+        children = sorted(c for c in children_of(hypernode) if c in hypernodes)
+        inner = "" if top else prefix + ("    " if last else "│   ")
+        for index, child in enumerate(children):
+            walk(child, inner, index == len(children) - 1, False)
+
+    for root in roots:
+        walk(root, "", True, True)
+    return "\n".join(lines) + "\n"
