@@ -126,7 +126,7 @@ def _discover(args: argparse.Namespace) -> int:
         config = provider_config(args.config.read_text(), args.source) if args.config else {}
         nodes = load_nodes(args.nodes.read_text()) if args.nodes else {}
         provider = registry.instantiate(loaded[args.source], config)
-        result = asyncio.run(discover_once(args.source, provider, nodes, timeout=args.timeout))
+        result = asyncio.run(discover_once(args.source, provider, nodes, within=args.timeout))
     except (OSError, yaml.YAMLError, registry.ProviderConfigError, DiscoveryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

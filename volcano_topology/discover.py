@@ -42,7 +42,7 @@ async def discover_once(
     provider: Provider,
     nodes: Mapping[str, Mapping[str, str]] | None = None,
     *,
-    timeout: float = 30.0,
+    within: float = 30.0,
     quiet: float = 1.0,
     admission: bool = True,
 ) -> Discovery:
@@ -52,7 +52,7 @@ async def discover_once(
                           NoSecrets())  # fmt: skip
     task = asyncio.create_task(provider.start(events, replies, ctx))
     result = Discovery()
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     try:
         while True:
             left = deadline - asyncio.get_running_loop().time()
@@ -76,7 +76,7 @@ async def discover_once(
             await task
         await provider.stop()
     if not result.events:
-        raise DiscoveryError(f"provider {source} sent nothing within {timeout:.0f}s")
+        raise DiscoveryError(f"provider {source} sent nothing within {within:.0f}s")
     result.hypernodes, result.problems = _as_written(source, provider, result.hypernodes, admission)
     return result
 

@@ -54,7 +54,7 @@ def test_rails_join_leaves_that_share_nodes() -> None:
     built = shape(tree.build())
     leaves = {name: members for name, (tier, members) in built.items() if tier == 1}
     assert sorted(leaves.values()) == [["u0-h1", "u0-h2"], ["u1-h1", "u1-h2"]], "one leaf per unit, each node once"
-    [(top, (tier, children))] = [(n, v) for n, v in built.items() if v[0] == 2]
+    [(top, (_, children))] = [(n, v) for n, v in built.items() if v[0] == 2]
     assert sorted(children) == sorted(leaves), "the rail planes join into one parent"
     assert top.startswith("spine-rail0-x4-")
 

@@ -6,14 +6,14 @@ import asyncio
 
 import pytest
 from pydantic import ValidationError
+from volcano_topology_emulated.model import FabricModel, FabricState, node_manifests
+from volcano_topology_emulated.provider import EmulatedProvider, EmulatedSettings, shipped_models
+from volcano_topology_emulated.ranges import RangeError, expand
 
 from volcano_topology.plan import with_ownership
 from volcano_topology.sdk.scanning import as_hypernodes
 from volcano_topology.tree import tree_problems
 from volcano_topology.validation import check_document
-from volcano_topology_emulated.model import FabricModel, FabricState, node_manifests
-from volcano_topology_emulated.provider import EmulatedProvider, EmulatedSettings, shipped_models
-from volcano_topology_emulated.ranges import RangeError, expand
 
 BASE = {
     "tierNames": {1: "leaf", 2: "spine"},

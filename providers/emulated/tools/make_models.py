@@ -66,7 +66,7 @@ MODELS = {
             {"name": "leaf-0", "parents": ["spine-0"], "nodes": ["node[1-4]"]},
             {"name": "leaf-1", "parents": ["spine-0"], "nodes": ["node[5-8]"]},
         ],
-    },  # fmt: skip
+    },
     "small-64": clos(leaves=8, per_leaf=8, spines=2, cores=1),
     "rails-256": rails(units=8, hosts=32, rails_per_host=8),
     "medium-1024": clos(leaves=32, per_leaf=32, spines=4, cores=1),
