@@ -191,3 +191,80 @@ class HyperNodeClient:
                 return False
             raise
         return True
+
+
+class ClusterClient:
+    """Async access to what the operator reads or writes besides HyperNode specs: Leases, ConfigMaps,
+    Secrets, Events, HyperNode status. Same conventions as HyperNodeClient (``KubeError``, no retries)."""
+
+    def __init__(self, api: client.ApiClient, *, timeout: float = 10.0) -> None:
+        self.api = api
+        self._core = client.CoreV1Api(api)
+        self._coordination = client.CoordinationV1Api(api)
+        self._objects = client.CustomObjectsApi(api)
+        self._timeout = timeout
+
+    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            result = await asyncio.to_thread(fn, *args, _request_timeout=self._timeout, **kwargs)
+        except (ApiException, TransportFailure, OSError) as exc:
+            raise KubeError.from_exception(exc) from exc
+        return result if isinstance(result, dict) else self.api.sanitize_for_serialization(result)  # type: ignore[no-untyped-call]
+
+    async def _get(self, fn: Callable[..., Any], *args: Any) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = await self._call(fn, *args)
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return found
+
+    async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._get(self._coordination.read_namespaced_lease, name, namespace)
+
+    async def create_lease(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        created: dict[str, Any] = await self._call(self._coordination.create_namespaced_lease, namespace, body)
+        return created
+
+    async def replace_lease(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Needs ``metadata.resourceVersion``: a stale one is a 409, which is how two candidates never both win."""
+        replaced: dict[str, Any] = await self._call(self._coordination.replace_namespaced_lease, name, namespace, body)
+        return replaced
+
+    async def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._get(self._core.read_namespaced_config_map, name, namespace)
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._get(self._core.read_namespaced_secret, name, namespace)
+
+    async def list_nodes(self) -> dict[str, dict[str, str]]:
+        nodes: dict[str, Any] = await self._call(self._core.list_node)
+        return {n["metadata"]["name"]: dict(n["metadata"].get("labels") or {}) for n in nodes.get("items") or []}
+
+    async def post_event(
+        self, involved: dict[str, str], reason: str, message: str, *, warning: bool = True, namespace: str = "default"
+    ) -> None:
+        """A core/v1 Event about ``involved`` (kind, name, apiVersion, optional namespace and uid)."""
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        ns = involved.get("namespace") or namespace
+        body = {
+            "metadata": {"generateName": f"{involved['name'][:40]}.", "namespace": ns},
+            "involvedObject": involved,
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": FIELD_MANAGER},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        await self._call(self._core.create_namespaced_event, ns, body)
+
+    async def apply_hypernode_status(self, name: str, status: dict[str, Any], manager: str) -> None:
+        """Server-side apply of the fields of ``status`` this manager owns (through the /status subresource)."""
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "HyperNode", "metadata": {"name": name}, "status": status}
+        await self._call(
+            self._objects.patch_cluster_custom_object_status, GROUP, VERSION, PLURAL, name, body,
+            field_manager=manager, force=True, _content_type="application/apply-patch+yaml",
+        )  # fmt: skip

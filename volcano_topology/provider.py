@@ -180,6 +180,7 @@ class ProviderContext:
     secrets: SecretReader
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     interval: float | None = None  # the configured ``interval`` in seconds, if any
+    credentials: Mapping[str, bytes] = field(default_factory=dict)  # data of ``credentials.secretRef``
 
 
 class Provider(abc.ABC):

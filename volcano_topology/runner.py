@@ -50,6 +50,7 @@ class ProviderRun:
         interval: float | None = None,
         nodes: Mapping[str, Mapping[str, str]] | None = None,
         secrets: object | None = None,
+        credentials: Mapping[str, bytes] | None = None,
         initial_backoff: float = 1.0,
         max_backoff: float = 300.0,
     ) -> None:
@@ -61,7 +62,7 @@ class ProviderRun:
         cluster = StaticCluster(nodes or {}, self.channel)
         self.ctx = ProviderContext(
             name, logging.getLogger(f"volcano_topology.provider.{name}"), cluster,
-            secrets or NoSecrets(), interval=interval,  # type: ignore[arg-type]
+            secrets or NoSecrets(), interval=interval, credentials=dict(credentials or {}),  # type: ignore[arg-type]
         )  # fmt: skip
         self.restarts = 0
         self.last_error: str | None = None

@@ -26,7 +26,7 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +60,7 @@ from volcano_topology.provider import (
     TopologyViolation,
 )
 from volcano_topology.retries import RetryPolicy, StaleRead, is_retriable
+from volcano_topology.status import SyncState
 from volcano_topology.tree import tree_problems
 from volcano_topology.validation import check_document
 
@@ -106,6 +107,12 @@ class ProviderChannel:
     retained: list[Any] = field(default_factory=list)
     # Set while the writer waits for events with nothing left to apply or retry.
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+    # Per HyperNode: is it what this provider last asked for? (the Synced condition)
+    sync: dict[str, SyncState] = field(default_factory=dict)
+
+    def mark(self, names: Iterable[str], synced: bool, reason: str, message: str) -> None:
+        for name in names:
+            self.sync[name] = SyncState(synced, reason, message)
 
     @property
     def manager(self) -> str:
@@ -159,11 +166,19 @@ def _malformation(event: Any) -> str | None:
     return None
 
 
+class NotLeading(Exception):
+    """This replica may not write now (it is not, or no longer surely, the leader)."""
+
+
 class Writer:
-    def __init__(self, client: HyperNodeClient, settings: WriterSettings | None = None) -> None:
+    def __init__(
+        self, client: HyperNodeClient, settings: WriterSettings | None = None, gate: Callable[[], bool] | None = None
+    ) -> None:
         self.client = client
         self.settings = settings or WriterSettings()
         self.channels: dict[str, ProviderChannel] = {}
+        # Checked before every write: the fence that keeps a deposed leader from writing.
+        self.gate = gate or (lambda: True)
 
     def open(self, provider: str, transform: Transform | None = None) -> ProviderChannel:
         channel = ProviderChannel(
@@ -264,9 +279,12 @@ class Writer:
         if errors:
             for error in errors:
                 self._reply(channel, event, error)
+            unnamed = [n for n in owned if n not in {e.name for e in errors}]
+            channel.mark(unnamed, False, "SnapshotRejected", f"the provider's latest snapshot was refused: {errors[0]}")
             outcome.failed = True
             return
         self._log_plan(channel, plan, str(event))
+        channel.mark(plan.unchanged, True, "Applied", "matches what the provider reported")
         if await self._execute(channel, plan, lambda _name: event, outcome):
             channel.owned = desired
 
@@ -322,6 +340,7 @@ class Writer:
                 )  # fmt: skip
                 outcome.failed = True
         self._log_plan(channel, plan, f"{len(changed)} event(s)")
+        channel.mark(plan.unchanged, True, "Applied", "matches what the provider reported")
         await self._execute(channel, plan, changed.__getitem__, outcome)
 
     # -- writing ---------------------------------------------------------------------
@@ -345,9 +364,16 @@ class Writer:
                 with attempt:
                     attempts += 1
                     await self._write_once(channel, op, fresh=attempts > 1)
+            if isinstance(op, Delete):
+                channel.sync.pop(op.name, None)
+            else:
+                channel.mark([op.name], True, "Applied", "matches what the provider reported")
         except ApplyError as refused:
             self._reply(channel, event, refused, attempts)
             outcome.failed = True
+            return False
+        except NotLeading:
+            outcome.failed = outcome.transient = True  # kept; the next leader starts from the cluster anyway
             return False
         except (KubeError, StaleRead) as exc:
             failure: ApplyError
@@ -364,6 +390,8 @@ class Writer:
 
     async def _write_once(self, channel: ProviderChannel, op: Operation, *, fresh: bool) -> None:
         """One attempt. ``fresh``: re-read first, because the last attempt's view may be stale."""
+        if not self.gate():
+            raise NotLeading()
         name, provider, stats = op.name, channel.name, channel.stats
         current: Observed | None = None if isinstance(op, Create) else op.observed
         if fresh:
@@ -371,6 +399,8 @@ class Writer:
             current = Observed.from_dict(raw) if raw is not None else None
         if current is not None and current.owner != provider:
             raise OwnershipConflict(f"now belongs to {describe_owner(current)}; left alone", name=name)
+        if fresh and not self.gate():
+            raise NotLeading()
 
         if isinstance(op, Delete):
             if current is None:
@@ -439,6 +469,8 @@ class Writer:
 
     def _reply(self, channel: ProviderChannel, event: Event | None, error: ApplyError, attempts: int = 0) -> None:
         channel.stats.failures[error.reason] += 1
+        if error.name:
+            channel.mark([error.name], False, error.reason, str(error))
         log.warning("provider %s: %s: %s", channel.name, event if event is not None else "malformed event", error)
         for problem in error.problems:
             log.warning("provider %s:   %s", channel.name, problem)

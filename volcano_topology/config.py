@@ -1,0 +1,173 @@
+"""Operator configuration: Volcano's ``networkTopologyDiscovery`` list plus operator settings.
+
+The same YAML a Volcano user already has in ``volcano-controller-configmap`` works::
+
+    networkTopologyDiscovery:
+      - source: ufm
+        enabled: true
+        interval: 10m
+        credentials:
+          secretRef: {name: ufm-credentials, namespace: volcano-system}
+        config: {endpoint: "https://ufm.example.com"}
+    operator:                     # ours; every key optional
+      concurrency: 8
+      deletionGuard: {maxDeleteFraction: 0.5, allowEmpty: false}
+      status: {conditions: true, nodeCount: false}
+      leaderElection: {enabled: true, leaseName: volcano-topology, leaseDuration: 15s}
+      removedProviders: keep      # or delete: what happens to a provider's objects when it leaves the list
+
+Other top-level keys (Volcano's controller shares the ConfigMap) are ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+class ConfigError(ValueError):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number or a Go duration (``90s``, ``10m``, ``1h30m``, ``500ms``)."""
+    if isinstance(value, bool):
+        raise ValueError("a duration, not a boolean")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and value.strip():
+        text = value.strip()
+        parts = _DURATION_PART.findall(text)
+        if "".join(n + u for n, u in parts) != text:
+            raise ValueError(f"{value!r} is not a duration like 30s, 10m or 1h30m")
+        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    else:
+        raise ValueError(f"{value!r} is not a duration like 30s, 10m or 1h30m")
+    if seconds <= 0:
+        raise ValueError(f"{value!r}: a duration must be positive")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, validate_by_name=True, validate_by_alias=True, extra="forbid", frozen=True
+    )
+
+
+class SecretRef(_Config):
+    name: str = Field(min_length=1)
+    namespace: str | None = None
+
+
+class Credentials(_Config):
+    secret_ref: SecretRef | None = None
+
+
+class DiscoveryEntry(_Config):
+    source: str = Field(min_length=1)
+    enabled: bool = True
+    interval: Duration | None = None
+    credentials: Credentials | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+
+    def fingerprint(self, secret_digest: str = "") -> str:
+        """Changes when anything that should restart the provider changes (including its Secret's data)."""
+        body = json.dumps(self.model_dump(mode="json"), sort_keys=True) + secret_digest
+        return hashlib.sha256(body.encode()).hexdigest()
+
+
+class DeletionGuardSettings(_Config):
+    max_delete_fraction: float = Field(0.5, ge=0, le=1)
+    allow_empty: bool = False
+
+
+class StatusSettings(_Config):
+    conditions: bool = True
+    node_count: bool = False  # Volcano's own controller also writes nodeCount: enable only where it does not
+
+
+class LeaderElectionSettings(_Config):
+    enabled: bool = True
+    lease_name: str = "volcano-topology"
+    namespace: str | None = None  # default: the pod's namespace, else "default"
+    lease_duration: Duration = 15.0
+    renew_deadline: Duration = 10.0
+    retry_period: Duration = 2.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LeaderElectionSettings:
+        if not self.retry_period < self.renew_deadline < self.lease_duration:
+            raise ValueError("leader election needs retryPeriod < renewDeadline < leaseDuration")
+        return self
+
+
+class OperatorSettings(_Config):
+    concurrency: int = Field(8, ge=1, le=256)
+    queue_size: int = Field(256, ge=1)
+    request_timeout: Duration = 10.0
+    retry_deadline: Duration = 60.0
+    deletion_guard: DeletionGuardSettings = Field(default_factory=DeletionGuardSettings)
+    status: StatusSettings = Field(default_factory=StatusSettings)
+    leader_election: LeaderElectionSettings = Field(default_factory=LeaderElectionSettings)
+    removed_providers: Literal["keep", "delete"] = "keep"
+    provider_paths: list[str] = Field(default_factory=list)
+    dry_run: bool = False
+    admission: bool = True  # hold objects to Volcano's admission rules too
+
+
+class Configuration(_Config):
+    model_config = ConfigDict(
+        alias_generator=to_camel, validate_by_name=True, validate_by_alias=True, extra="ignore", frozen=True
+    )
+
+    network_topology_discovery: list[DiscoveryEntry] = Field(default_factory=list)
+    operator: OperatorSettings = Field(default_factory=OperatorSettings)
+
+    @model_validator(mode="after")
+    def _unique_sources(self) -> Configuration:
+        seen: set[str] = set()
+        for entry in self.network_topology_discovery:
+            if entry.source in seen:
+                raise ValueError(f"source {entry.source!r} is listed twice in networkTopologyDiscovery")
+            seen.add(entry.source)
+        return self
+
+    def enabled(self) -> dict[str, DiscoveryEntry]:
+        return {e.source: e for e in self.network_topology_discovery if e.enabled}
+
+
+def parse_configuration(text: str) -> Configuration:
+    """Parse and validate; every problem names its place (``networkTopologyDiscovery[1].interval``)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"not valid YAML: {exc}"]) from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(["the configuration must be a mapping with networkTopologyDiscovery"])
+    try:
+        return Configuration.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([_place(e["loc"]) + ": " + e["msg"] for e in exc.errors()]) from exc
+
+
+def _place(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(configuration)"
