@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import tempfile
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
@@ -64,8 +61,28 @@ def _parser() -> argparse.ArgumentParser:
     discover.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the provider (default 30)")
     discover.set_defaults(handler=_discover)
 
-    dev = commands.add_parser("dev", help="start a local kube-apiserver + etcd with the HyperNode CRD installed")
+    run = commands.add_parser("run", help="run the operator (cluster-wide, kopf)")
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="configuration file (Volcano's networkTopologyDiscovery shape)")
+    source.add_argument("--config-map", help="NAMESPACE/NAME[:KEY] of a ConfigMap holding the configuration")
+    run.add_argument("--kubeconfig", help="kubeconfig (default: $KUBECONFIG, ~/.kube/config, or in-cluster)")
+    run.add_argument("--dry-run", action="store_true", help="log what would be written; write nothing")
+    run.add_argument("--provider-path", action="append", default=[], metavar="DIR", help="extra provider directory")
+    run.add_argument("--health-port", type=int, default=8080, help="port of /healthz, /readyz and /metrics")
+    run.add_argument("--poll", type=float, default=5.0, help="seconds between configuration and status checks")
+    run.add_argument("--drain", type=float, default=10.0, help="seconds queued writes get to finish on SIGTERM")
+    run.add_argument("--identity", help="this replica's name in the leader Lease (default: host-pid-random)")
+    run.add_argument("--log-json", action="store_true", help="structured JSON logs")
+    run.set_defaults(handler=_run)
+
+    dev = commands.add_parser(
+        "dev", help="a local control plane, emulated nodes and the operator with the emulated fabric, all in one"
+    )
     dev.add_argument("--workdir", type=Path, help="where to keep certificates, data and logs (default: a temp dir)")
+    dev.add_argument("--model", default="small-64", help="an emulated fabric model: a shipped name or a file")
+    dev.add_argument("--interval", default="5s", help="how often the emulated provider scans")
+    dev.add_argument("--health-port", type=int, default=8080)
+    dev.add_argument("--once", action="store_true", help="stop after the first tree is printed (for scripts)")
     dev.set_defaults(handler=_dev)
     return parser
 
@@ -139,25 +156,31 @@ def _discover(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _dev(args: argparse.Namespace) -> int:
-    from volcano_topology import kube
-    from volcano_topology.controlplane.cluster import LocalControlPlane
+def _run(args: argparse.Namespace) -> int:
+    from volcano_topology.config import ConfigError
+    from volcano_topology.controller import ConfigSource
+    from volcano_topology.observability import configure_logging
+    from volcano_topology.operator import RunOptions, run
 
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="volcano-topology-dev-"))
-    stop = threading.Event()
-    # A stop request, not an exception: a second Ctrl-C must not cut the cleanup short.
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    print(f"starting kube-apiserver + etcd in {workdir} (the first run builds them: several minutes)", flush=True)
-    with LocalControlPlane(workdir) as plane:
-        kube.apply_crd(kube.api_client(plane.kubeconfig))
-        print(f"control plane ready at {plane.url} in {plane.started_seconds:.1f}s; HyperNode CRD installed")
-        print(f"  export KUBECONFIG={plane.kubeconfig}")
-        print("  kubectl get hypernodes")
-        print("Ctrl-C stops everything this command started.", flush=True)
-        stop.wait()
-        print("stopping kube-apiserver and etcd", flush=True)
-    return EXIT_OK
+    configure_logging(logging.INFO if args.verbose else logging.WARNING, args.log_json)
+    try:
+        source = ConfigSource.parse(args.config, args.config_map)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    options = RunOptions(
+        source, kubeconfig=args.kubeconfig, dry_run=args.dry_run, provider_paths=tuple(args.provider_path),
+        health_port=args.health_port, poll=args.poll, drain=args.drain,
+    )  # fmt: skip
+    if args.identity:
+        options.identity = args.identity
+    return run(options)
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from volcano_topology.devmode import DevOptions, run_dev
+
+    return run_dev(DevOptions(args.workdir, args.model, args.interval, args.health_port, args.once))
 
 
 if __name__ == "__main__":

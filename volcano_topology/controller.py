@@ -1,0 +1,352 @@
+"""The operator's core loop: configuration in, supervised providers and status out.
+
+Level-triggered: every ``poll`` seconds (or sooner when poked) it reads the configuration
+and the Secrets it references, and makes the running providers match:
+
+- a provider whose entry (or Secret data, or the operator settings) changed is restarted;
+  the others are left alone;
+- an entry that fails to validate (unknown provider, bad ``config``) keeps its last good
+  version running; the error is logged and posted as a Kubernetes Event;
+- a configuration that cannot be parsed at all changes nothing;
+- a provider removed from the list is stopped and, unless ``removedProviders: delete``,
+  its HyperNodes are kept.
+
+Providers and writes run only while this replica leads (``start_leading``/``stop_leading``).
+Status (the ``Synced`` condition, and ``nodeCount`` when enabled) is written for owned
+HyperNodes only, and only when it differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from volcano_topology import ownership, registry
+from volcano_topology.api import HyperNode
+from volcano_topology.config import ConfigError, Configuration, DiscoveryEntry, parse_configuration
+from volcano_topology.kube import ClusterClient, HyperNodeClient, KubeError
+from volcano_topology.plan import DeletionGuard, Observed
+from volcano_topology.provider import Event
+from volcano_topology.retries import RetryPolicy
+from volcano_topology.runner import ProviderRun
+from volcano_topology.status import condition, node_counts, status_differs
+from volcano_topology.writer import Writer, WriterSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ConfigSource:
+    """Where the configuration lives: a file, or a key of a ConfigMap (the first key when unnamed)."""
+
+    file: Path | None = None
+    namespace: str | None = None
+    name: str | None = None
+    key: str | None = None
+
+    @classmethod
+    def parse(cls, file: str | None, config_map: str | None) -> ConfigSource:
+        if file:
+            return cls(file=Path(file))
+        if config_map:
+            ref, _, key = config_map.partition(":")
+            namespace, _, name = ref.rpartition("/")
+            return cls(namespace=namespace or "default", name=name, key=key or None)
+        raise ConfigError(["give --config FILE or --config-map NAMESPACE/NAME[:KEY]"])
+
+    def __str__(self) -> str:
+        if self.file is not None:
+            return str(self.file)
+        return f"ConfigMap {self.namespace}/{self.name}" + (f" key {self.key}" if self.key else "")
+
+    async def read(self, cluster: ClusterClient) -> tuple[str, str]:
+        """The text and a version that changes whenever the text may have."""
+        if self.file is not None:
+            text = await asyncio.to_thread(self.file.read_text)
+            return text, hashlib.sha256(text.encode()).hexdigest()
+        assert self.namespace is not None and self.name is not None
+        found = await cluster.get_config_map(self.namespace, self.name)
+        if found is None:
+            raise ConfigError([f"{self}: not found"])
+        data: dict[str, str] = found.get("data") or {}
+        key = self.key or next(iter(sorted(data)), None)
+        if key is None or key not in data:
+            raise ConfigError([f"{self}: no key {key or '(any)'} in its data"])
+        return data[key], found["metadata"]["resourceVersion"]
+
+    def involved(self) -> dict[str, str] | None:
+        if self.name is None:
+            return None
+        return {"kind": "ConfigMap", "apiVersion": "v1", "name": self.name, "namespace": self.namespace or "default"}
+
+
+@dataclass
+class Running:
+    entry: DiscoveryEntry
+    fingerprint: str
+    run: ProviderRun
+
+
+@dataclass
+class Desired:
+    entry: DiscoveryEntry
+    loaded: registry.LoadedProvider
+    credentials: dict[str, bytes]
+    fingerprint: str
+
+
+@dataclass
+class ControllerState:
+    config: Configuration | None = None
+    config_version: str | None = None
+    errors: dict[str, str] = field(default_factory=dict)  # source (or "(configuration)") -> problem
+    desired: dict[str, Desired] = field(default_factory=dict)
+    reloads: int = 0
+    config_errors_total: int = 0
+
+
+class Controller:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        source: ConfigSource,
+        *,
+        poll: float = 5.0,
+        dry_run: bool = False,
+        provider_paths: tuple[str, ...] = (),
+        nodes: Callable[[], Mapping[str, Mapping[str, str]]] | None = None,
+    ) -> None:
+        self.api = api
+        self.source = source
+        self.poll = poll
+        self.dry_run = dry_run
+        self.provider_paths = provider_paths
+        self.nodes_view = nodes
+        self.cluster = ClusterClient(api)
+        self.state = ControllerState()
+        self.runs: dict[str, Running] = {}
+        self.writer: Writer | None = None
+        self.leading = False
+        self.gate: Callable[[], bool] = lambda: self.leading
+        self._poke = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._notified: dict[str, str] = {}
+        self.config_loaded = asyncio.Event()
+        self.providers_started = asyncio.Event()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def poke(self) -> None:
+        self._poke.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.step()
+            except Exception:
+                log.exception("controller step failed; trying again in %.0fs", self.poll)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poke.wait(), self.poll)
+            self._poke.clear()
+
+    async def step(self) -> None:
+        async with self._lock:
+            await self._reconcile_config()
+            if self.leading:
+                await self._reconcile_providers()
+                await self._update_status()
+
+    async def start_leading(self) -> None:
+        self.leading = True
+        self.poke()
+
+    async def stop_leading(self) -> None:
+        """Stop at once: writes are already fenced; the next leader starts from the cluster."""
+        self.leading = False
+        async with self._lock:
+            await asyncio.gather(*(r.run.stop(grace=1.0, drain=0.0) for r in self.runs.values()))
+            self.runs.clear()
+            self.writer = None
+            self.providers_started.clear()
+
+    async def shutdown(self, drain: float = 10.0) -> None:
+        """SIGTERM: stop providers, let queued writes finish within ``drain`` seconds."""
+        async with self._lock:
+            await asyncio.gather(*(r.run.stop(grace=2.0, drain=drain) for r in self.runs.values()))
+            self.runs.clear()
+
+    # -- configuration ---------------------------------------------------------------
+
+    async def _reconcile_config(self) -> None:
+        try:
+            text, version = await self.source.read(self.cluster)
+            config = parse_configuration(text)
+        except (ConfigError, OSError, KubeError) as exc:
+            await self._config_error("(configuration)", f"{self.source}: {exc} (keeping the last good configuration)")
+            return
+        self.state.errors.pop("(configuration)", None)
+        desired: dict[str, Desired] = {}
+        operator = json.dumps(config.operator.model_dump(mode="json"), sort_keys=True)
+        for source, entry in config.enabled().items():
+            try:
+                desired[source] = await self._resolve(entry, operator, config.operator.provider_paths)
+                self.state.errors.pop(source, None)
+            except (registry.ProviderConfigError, ConfigError, KubeError, ValueError) as exc:
+                previous = self.state.desired.get(source)
+                kept = " (keeping its last good configuration)" if previous else ""
+                await self._config_error(source, f"{exc}{kept}")
+                if previous is not None:
+                    desired[source] = previous
+        for gone in set(self.state.errors) - set(config.enabled()) - {"(configuration)"}:
+            self.state.errors.pop(gone, None)
+        if version != self.state.config_version:
+            self.state.reloads += 1
+            log.info("configuration from %s: %d provider(s) enabled", self.source, len(desired))
+        self.state.config, self.state.config_version, self.state.desired = config, version, desired
+        self.config_loaded.set()
+
+    async def _resolve(self, entry: DiscoveryEntry, operator: str, paths: list[str]) -> Desired:
+        loaded, errors = registry.load([entry.source], [*self.provider_paths, *paths])
+        if errors:
+            raise ConfigError([str(errors[0])])
+        provider = loaded[entry.source]
+        registry.instantiate(provider, entry.config)  # validates the config now, names the bad field
+        credentials: dict[str, bytes] = {}
+        if entry.credentials is not None and entry.credentials.secret_ref is not None:
+            ref = entry.credentials.secret_ref
+            namespace = ref.namespace or self.source.namespace or "default"
+            secret = await self.cluster.get_secret(namespace, ref.name)
+            if secret is None:
+                raise ConfigError(
+                    [f"provider {entry.source!r}: credentials.secretRef {namespace}/{ref.name} not found"]
+                )
+            credentials = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+        digest = hashlib.sha256(operator.encode() + repr(sorted(credentials.items())).encode()).hexdigest()
+        return Desired(entry, provider, credentials, entry.fingerprint(digest))
+
+    async def _config_error(self, source: str, message: str) -> None:
+        if self.state.errors.get(source) == message:
+            return  # already reported
+        self.state.errors[source] = message
+        self.state.config_errors_total += 1
+        log.error("configuration error: %s", message)
+        involved = self.source.involved()
+        if involved is not None:
+            try:
+                await self.cluster.post_event(involved, "InvalidConfiguration", message)
+            except KubeError as exc:
+                log.warning("could not post an Event about the configuration: %s", exc)
+
+    # -- providers -------------------------------------------------------------------
+
+    def _writer_for(self, config: Configuration) -> Writer:
+        settings = config.operator
+        kube = HyperNodeClient(self.api, concurrency=settings.concurrency, timeout=settings.request_timeout)
+        return Writer(
+            kube,
+            WriterSettings(
+                queue_size=settings.queue_size,
+                retry=RetryPolicy(deadline=settings.retry_deadline),
+                guard=DeletionGuard(settings.deletion_guard.max_delete_fraction, settings.deletion_guard.allow_empty),
+                admission=settings.admission,
+                dry_run=self.dry_run or settings.dry_run,
+            ),
+            gate=self.gate,
+        )
+
+    async def _reconcile_providers(self) -> None:
+        config = self.state.config
+        if config is None:
+            return
+        desired = self.state.desired
+        for source in [s for s in self.runs if s not in desired or self.runs[s].fingerprint != desired[s].fingerprint]:
+            running = self.runs.pop(source)
+            log.warning(
+                "provider %s: %s", source, "configuration changed, restarting" if source in desired else "removed"
+            )
+            await running.run.stop()
+            if source not in desired and config.operator.removed_providers == "delete":
+                await self._delete_all_of(source, config)
+        if self.writer is None or not self.runs:  # first start, or every provider restarts (settings changed)
+            self.writer = self._writer_for(config)
+        for source, want in desired.items():
+            if source in self.runs:
+                continue
+            provider = registry.instantiate(want.loaded, want.entry.config)
+            run = ProviderRun(
+                source, provider, self.writer, interval=want.entry.interval,
+                nodes=self.nodes_view() if self.nodes_view else None, credentials=want.credentials,
+            )  # fmt: skip
+            run.start()
+            self.runs[source] = Running(want.entry, want.fingerprint, run)
+            log.warning("provider %s: started", source)
+        self.providers_started.set()
+
+    async def _delete_all_of(self, source: str, config: Configuration) -> None:
+        cleaner = self._writer_for(config)
+        cleaner.settings = WriterSettings(guard=DeletionGuard(1.0, allow_empty=True), dry_run=cleaner.settings.dry_run)
+        channel = cleaner.open(source)
+        await cleaner.process(channel, [Event.snapshot([])])
+        log.warning("provider %s: removed from the configuration; its HyperNodes were deleted", source)
+
+    # -- status ----------------------------------------------------------------------
+
+    async def _update_status(self) -> None:
+        config = self.state.config
+        if config is None or self.dry_run or config.operator.dry_run:
+            return
+        wanted = config.operator.status
+        if not (wanted.conditions or wanted.node_count):
+            return
+        items = await HyperNodeClient(self.api, timeout=config.operator.request_timeout).list()
+        observed = [Observed.from_dict(item) for item in items]
+        owned = [o for o in observed if o.owner is not None and o.hypernode is not None]
+        counts: dict[str, int] = {}
+        if wanted.node_count:
+            nodes = self.nodes_view() if self.nodes_view else await self.cluster.list_nodes()
+            parsed: dict[str, HyperNode] = {o.name: o.hypernode for o in observed if o.hypernode is not None}
+            counts = node_counts(parsed, nodes)
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        raw = {item["metadata"]["name"]: item for item in items}
+        for item in owned:
+            assert item.owner is not None
+            current = raw[item.name].get("status") or {}
+            desired: dict[str, Any] = {}
+            if wanted.node_count:
+                desired["nodeCount"] = counts.get(item.name, 0)
+            running = self.runs.get(item.owner)
+            state = running.run.channel.sync.get(item.name) if running else None
+            if wanted.conditions and state is not None:
+                generation = raw[item.name]["metadata"].get("generation")
+                desired["conditions"] = [condition(state, current.get("conditions"), generation, now)]
+                await self._notify(item.name, state.synced, state.reason, state.message)
+            if desired and status_differs(desired, current) and self.gate():
+                try:
+                    await self.cluster.apply_hypernode_status(item.name, desired, ownership.field_manager(item.owner))
+                except KubeError as exc:
+                    log.warning("status of HyperNode %s not written: %s", item.name, exc)
+
+    async def _notify(self, name: str, synced: bool, reason: str, message: str) -> None:
+        """A Warning Event on a HyperNode that stopped being in sync (once per distinct problem)."""
+        key = "" if synced else f"{reason}:{message}"
+        if self._notified.get(name, "") == key:
+            return
+        self._notified[name] = key
+        if synced:
+            return
+        involved = {"kind": "HyperNode", "apiVersion": "topology.volcano.sh/v1alpha1", "name": name}
+        try:
+            await self.cluster.post_event(involved, reason, message)
+        except KubeError as exc:
+            log.warning("could not post an Event about HyperNode %s: %s", name, exc)

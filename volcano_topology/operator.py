@@ -1,0 +1,223 @@
+"""``volcano-topology run``: the kopf operator around the controller.
+
+kopf here only watches: an index of Nodes (names and labels, when ``nodeCount`` is on)
+and events of HyperNodes (to put back what someone changed in an owned object). Index
+and event handlers write nothing to the objects, so kopf adds no annotation or finalizer
+to Nodes or HyperNodes. The controller runs as a task started from the startup handler;
+a ``coordination.k8s.io`` Lease decides which replica runs providers and writes (kopf's
+peering only pauses watches, it is not leader election).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from volcano_topology import kube, ownership
+from volcano_topology.api import GROUP, PLURAL, VERSION, HyperNode
+from volcano_topology.config import ConfigError, Configuration, parse_configuration
+from volcano_topology.controller import ConfigSource, Controller
+from volcano_topology.kube import ClusterClient
+from volcano_topology.leader import LeaderElector
+from volcano_topology.observability import HealthServer
+from volcano_topology.provider import Event
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunOptions:
+    source: ConfigSource
+    kubeconfig: str | None = None
+    dry_run: bool = False
+    provider_paths: tuple[str, ...] = ()
+    health_port: int = 8080
+    poll: float = 5.0
+    drain: float = 10.0
+    identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+    watch_nodes: bool | None = None  # None: when the configuration enables status.nodeCount
+
+
+@dataclass
+class Runtime:
+    options: RunOptions
+    controller: Controller
+    elector: LeaderElector | None
+    health: HealthServer
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    nodes_index: Any = None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def is_leader(self) -> bool:
+        return self.elector.is_leader() if self.elector is not None else self.controller.leading
+
+    def nodes(self) -> Mapping[str, Mapping[str, str]]:
+        index = self.nodes_index
+        if index is None:
+            return {}
+        return {name: dict(next(iter(store))) for name, store in index.items() if len(store)}
+
+
+def initial_configuration(source: ConfigSource, cluster: ClusterClient) -> Configuration:
+    """Read once before starting, to choose what to watch; an unreadable one starts with defaults."""
+
+    async def read() -> Configuration:
+        text, _ = await source.read(cluster)
+        return parse_configuration(text)
+
+    try:
+        return asyncio.run(read())
+    except (ConfigError, OSError, kube.KubeError) as exc:
+        log.error("configuration not usable yet (%s); starting with defaults and retrying", exc)
+        return Configuration()
+
+
+def connection_info(api: Any) -> kopf.ConnectionInfo:
+    """kopf's connection from the official client's configuration: one identity, one kubeconfig reading."""
+    config = api.configuration
+    keys = config.api_key or {}
+    # kubernetes 37 keeps the token under "BearerToken"; older clients under "authorization".
+    token = str(keys.get("BearerToken") or keys.get("authorization") or "").removeprefix("Bearer").strip()
+    return kopf.ConnectionInfo(
+        server=config.host,
+        ca_path=config.ssl_ca_cert,
+        insecure=not config.verify_ssl,
+        scheme="Bearer" if token else None,
+        token=token or None,
+        certificate_path=config.cert_file,
+        private_key_path=config.key_file,
+    )
+
+
+def run(options: RunOptions) -> int:
+    if options.kubeconfig:
+        os.environ["KUBECONFIG"] = str(options.kubeconfig)  # for kopf's login as well as ours
+    api = kube.api_client(options.kubeconfig)
+    config = initial_configuration(options.source, ClusterClient(api))
+    watch_nodes = config.operator.status.node_count if options.watch_nodes is None else options.watch_nodes
+    registry = build_registry(watch_nodes)
+    memo = kopf.Memo(options=options, api=api, config=config, watch_nodes=watch_nodes)
+    asyncio.run(
+        kopf.operator(registry=registry, clusterwide=True, standalone=True, memo=memo)  # kopf handles SIGTERM/SIGINT
+    )
+    return 0
+
+
+def build_registry(watch_nodes: bool) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+        return connection_info(memo.api)
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        settings.posting.enabled = False  # our handlers only watch; kopf must not post Events on Nodes
+        settings.watching.server_timeout = 300
+        memo.runtime = await start_runtime(memo.options, memo.api, memo.config, memo.watch_nodes)
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+        await stop_runtime(memo.runtime)
+
+    if watch_nodes:
+
+        @kopf.index("", "v1", "nodes", registry=registry, id="nodes_by_name")
+        async def nodes_by_name(
+            name: str, labels: Mapping[str, str], **_: Any
+        ) -> dict[str, tuple[tuple[str, str], ...]]:
+            return {name: tuple(sorted(labels.items()))}
+
+        @kopf.on.event("", "v1", "nodes", registry=registry)
+        async def node_changed(memo: kopf.Memo, **kwargs: Any) -> None:
+            memo.runtime.nodes_index = kwargs["nodes_by_name"]  # kopf passes each index by its handler's name
+            memo.runtime.ready.set()
+            memo.runtime.controller.poke()
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    async def hypernode_changed(memo: kopf.Memo, body: kopf.Body, **kwargs: Any) -> None:
+        memo.runtime.ready.set()
+        await put_back_drift(memo.runtime, dict(body), kwargs.get("type"))
+
+    return registry
+
+
+async def start_runtime(options: RunOptions, api: Any, config: Configuration, watch_nodes: bool) -> Runtime:
+    controller = Controller(
+        api, options.source, poll=options.poll, dry_run=options.dry_run, provider_paths=options.provider_paths
+    )
+    runtime = Runtime(options, controller, None, HealthServer(controller, lambda: False, lambda: False, 0))
+    if watch_nodes:
+        controller.nodes_view = runtime.nodes
+    election = config.operator.leader_election
+    if election.enabled:
+        namespace = election.namespace or os.environ.get("POD_NAMESPACE") or options.source.namespace or "default"
+        runtime.elector = LeaderElector(
+            ClusterClient(api, timeout=max(1.0, election.renew_deadline / 3)), namespace, election.lease_name,
+            options.identity, lease_duration=election.lease_duration, renew_deadline=election.renew_deadline,
+            retry_period=election.retry_period, on_started_leading=controller.start_leading,
+            on_stopped_leading=controller.stop_leading,
+        )  # fmt: skip
+        controller.gate = runtime.elector.is_leader
+        runtime.tasks.append(asyncio.create_task(runtime.elector.run(), name="leader-election"))
+    else:
+        await controller.start_leading()
+    # Caches count as synced once kopf delivered the first watch event, or after a short grace for empty clusters.
+    runtime.tasks.append(asyncio.create_task(_grace(runtime.ready, 5.0), name="cache-grace"))
+    runtime.health = HealthServer(controller, runtime.is_leader, runtime.ready.is_set, options.health_port)
+    await runtime.health.start()
+    runtime.tasks.append(asyncio.create_task(controller.run(), name="controller"))
+    log.warning("volcano-topology %s started (%s); configuration from %s", options.identity,
+                "leader election on" if runtime.elector else "no leader election", options.source)  # fmt: skip
+    return runtime
+
+
+async def _grace(flag: asyncio.Event, seconds: float) -> None:
+    await asyncio.sleep(seconds)
+    flag.set()
+
+
+async def stop_runtime(runtime: Runtime) -> None:
+    log.warning("stopping: providers first, then queued writes for up to %.0fs", runtime.options.drain)
+    controller_task = next(t for t in runtime.tasks if t.get_name() == "controller")
+    controller_task.cancel()
+    await asyncio.gather(controller_task, return_exceptions=True)
+    await runtime.controller.shutdown(drain=runtime.options.drain)
+    if runtime.elector is not None:
+        await runtime.elector.release()
+    for task in runtime.tasks:
+        task.cancel()
+    await asyncio.gather(*runtime.tasks, return_exceptions=True)
+    await runtime.health.stop()
+    log.warning("stopped")
+
+
+async def put_back_drift(runtime: Runtime, body: dict[str, Any], change: str | None) -> None:
+    """Someone edited or deleted an owned HyperNode: queue its provider's last desired state again."""
+    controller = runtime.controller
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    name = (body.get("metadata") or {}).get("name")
+    provider = ownership.owner_of(labels)
+    if not controller.leading or provider is None or provider not in controller.runs or name is None:
+        return
+    channel = controller.runs[provider].run.channel
+    desired = channel.owned.get(name)
+    if desired is None:
+        return
+    if change != "DELETED":
+        with contextlib.suppress(ValueError):
+            if HyperNode.model_validate(body).spec == desired.spec:
+                return
+    log.warning("HyperNode %s was %s outside volcano-topology; restoring provider %s's version", name,
+                "deleted" if change == "DELETED" else "changed", provider)  # fmt: skip
+    with contextlib.suppress(asyncio.QueueFull):
+        channel.events.put_nowait(Event.update(desired))
