@@ -60,13 +60,7 @@ def _format_error(rule: str, problems: list[str]) -> PydanticCustomError:
 class ObjectMeta(BaseModel):
     """The parts of ``metadata`` the operator reads or writes; every other field is kept as-is."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        validate_by_name=True,
-        validate_by_alias=True,
-        serialize_by_alias=True,
-        extra="allow",
-    )
+    model_config = ConfigDict(**{**WireModel.model_config, "extra": "allow"})
 
     name: StrictStr | None = None
     generate_name: StrictStr | None = None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -14,22 +12,9 @@ from kubernetes import client
 from tests.integration.conftest import WriterFactory, cluster_hypernodes, members
 from tests.integration.test_writer import wait_for
 from volcano_topology import registry
-from volcano_topology.provider import ProviderContext
+from volcano_topology.runner import ProviderRun
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class NoCluster:
-    def nodes(self) -> dict[str, dict[str, str]]:
-        return {}
-
-    def owned_hypernodes(self) -> dict[str, object]:
-        return {}
-
-
-class NoSecrets:
-    async def read(self, name: str, key: str, namespace: str | None = None) -> bytes:
-        raise KeyError(name)
 
 
 @pytest.fixture(scope="module")
@@ -59,21 +44,12 @@ async def test_pip_installed_example_loads_by_name_and_writes(
         registry.instantiate(loaded["example"], {"leaves": 0})
     provider = registry.instantiate(loaded["example"], {"interval": 60, "leaves": 3, "prefix": "vendor"})
 
-    writer = make_writer()
-    channel = writer.open("example")
-    ctx = ProviderContext("example", logging.getLogger("example"), NoCluster(), NoSecrets())  # type: ignore[arg-type]
-    tasks = [
-        asyncio.create_task(provider.start(channel.events, channel.replies, ctx)),
-        asyncio.create_task(writer.run(channel)),
-    ]
+    run = ProviderRun("example", provider, make_writer())
+    run.start()
     try:
-        await wait_for(lambda: len(channel.owned) == 4 and channel.idle.is_set())
+        await wait_for(lambda: len(run.channel.owned) == 4 and run.channel.idle.is_set())
     finally:
-        ctx.stopping.set()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await provider.stop()
+        await run.stop(grace=1, drain=5)
     objects = cluster_hypernodes(hypernode_api, "example")
     assert members(objects["vendor-spine"]) == ["vendor-leaf-0", "vendor-leaf-1", "vendor-leaf-2"]
     assert members(objects["vendor-leaf-1"]) == ["vendor-node-1-0", "vendor-node-1-1"]

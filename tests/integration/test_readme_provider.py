@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -11,9 +9,8 @@ from typing import Any
 from kubernetes import client
 
 from tests.integration.conftest import WriterFactory, cluster_hypernodes, members
-from tests.integration.test_example_provider import NoCluster, NoSecrets
 from tests.integration.test_writer import wait_for
-from volcano_topology.provider import ProviderContext
+from volcano_topology.runner import ProviderRun
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -32,19 +29,12 @@ async def test_readme_provider_writes_its_tree(make_writer: WriterFactory, hyper
     namespace: dict[str, Any] = {"__name__": "rack_provider"}
     exec(compile(readme_provider_source(), "README.md", "exec"), namespace)
     provider = namespace["RackProvider"]()
-    writer = make_writer()
-    channel = writer.open("racks")
-    ctx = ProviderContext("racks", logging.getLogger("racks"), NoCluster(), NoSecrets())  # type: ignore[arg-type]
-    tasks = [
-        asyncio.create_task(provider.start(channel.events, channel.replies, ctx)),
-        asyncio.create_task(writer.run(channel)),
-    ]
+    run = ProviderRun("racks", provider, make_writer())
+    run.start()
     try:
-        await wait_for(lambda: len(channel.owned) == 3 and channel.idle.is_set())
+        await wait_for(lambda: len(run.channel.owned) == 3 and run.channel.idle.is_set())
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await run.stop(grace=1, drain=5)
     objects = cluster_hypernodes(hypernode_api, "racks")
     assert members(objects["spine-0"]) == ["rack-0", "rack-1"]
     assert members(objects["rack-1"]) == ["node-1-0", "node-1-1"]

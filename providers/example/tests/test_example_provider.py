@@ -9,26 +9,14 @@ import pytest
 from volcano_topology_example.provider import ExampleProvider, ExampleSettings
 
 from volcano_topology.provider import ApplyError, Event, EventType, ProviderContext, Reply
-
-
-class NoCluster:
-    def nodes(self) -> dict[str, dict[str, str]]:
-        return {}
-
-    def owned_hypernodes(self) -> dict[str, object]:
-        return {}
-
-
-class NoSecrets:
-    async def read(self, name: str, key: str, namespace: str | None = None) -> bytes:
-        raise KeyError(name)
+from volcano_topology.runner import NoSecrets, StaticCluster
 
 
 async def test_emits_tree_then_grows_and_shrinks() -> None:
     provider = ExampleProvider(ExampleSettings(interval=0.05, leaves=2, nodes_per_leaf=1, prefix="ex"))
     events: asyncio.Queue[Event] = asyncio.Queue()
     replies: asyncio.Queue[Reply] = asyncio.Queue()
-    ctx = ProviderContext("example", logging.getLogger("example"), NoCluster(), NoSecrets())  # type: ignore[arg-type]
+    ctx = ProviderContext("example", logging.getLogger("example"), StaticCluster(), NoSecrets())  # type: ignore[arg-type]
     task = asyncio.create_task(provider.start(events, replies, ctx))
     await replies.put(Reply(Event.delete("ex-leaf-9"), ApplyError("refused"), 1))
     await asyncio.sleep(0.18)
