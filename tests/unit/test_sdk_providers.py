@@ -175,3 +175,19 @@ async def test_lifecycle_cancelled_mid_watch_still_cleans_up() -> None:
     await provider.stop()
     assert all(t.done() for t in provider.spawned)
     assert provider.destroyed == 1
+
+
+async def test_a_hung_scan_times_out_and_counts_as_a_failure() -> None:
+    class Hanging(ScanningProvider):
+        scan_timeout = 0.05
+        initial_backoff = 0.01
+
+        async def scan(self) -> list:  # type: ignore[type-arg]
+            await asyncio.Event().wait()  # a vendor API that never answers
+            return []
+
+    provider = Hanging()
+    events = await run_for(provider, 0.3, context())
+    assert events == []
+    assert provider.stats.failures >= 2
+    assert provider.stats.last_error == "scan() did not return within 0.05s"

@@ -58,6 +58,9 @@ class ScanningProvider(Provider):
     interval: ClassVar[float] = 60.0
     max_backoff: ClassVar[float] = 300.0
     initial_backoff: ClassVar[float] = 1.0
+    # A scan that takes longer counts as failed (a hung vendor API must not freeze the provider).
+    # A blocking scan() runs in a thread, which Python cannot stop: it is abandoned, not killed.
+    scan_timeout: ClassVar[float] = 300.0
 
     def __init__(self, settings: Any = None) -> None:
         super().__init__(settings)
@@ -87,14 +90,11 @@ class ScanningProvider(Provider):
     async def _scan_once(self, events: asyncio.Queue[Event], ctx: ProviderContext) -> bool:
         self.stats.scans += 1
         try:
-            hypernodes = as_hypernodes(await self._call_scan())
+            hypernodes = as_hypernodes(await asyncio.wait_for(self._call_scan(), self.scan_timeout))
+        except TimeoutError:
+            return self._failed(ctx, f"scan() did not return within {self.scan_timeout:g}s")
         except Exception as exc:
-            self.stats.failures += 1
-            self.stats.consecutive_failures += 1
-            self.stats.last_error = f"{type(exc).__name__}: {exc}"
-            ctx.logger.warning("scan failed (%d in a row), keeping the last good topology: %s",
-                               self.stats.consecutive_failures, self.stats.last_error)  # fmt: skip
-            return False
+            return self._failed(ctx, f"{type(exc).__name__}: {exc}")
         self.stats.consecutive_failures = 0
         self.stats.last_success = time.time()
         current = fingerprint(hypernodes)
@@ -103,6 +103,14 @@ class ScanningProvider(Provider):
             self._sent = current
             self.stats.snapshots += 1
         return True
+
+    def _failed(self, ctx: ProviderContext, error: str) -> bool:
+        self.stats.failures += 1
+        self.stats.consecutive_failures += 1
+        self.stats.last_error = error
+        ctx.logger.warning("scan failed (%d in a row), keeping the last good topology: %s",
+                           self.stats.consecutive_failures, error)  # fmt: skip
+        return False
 
     async def _call_scan(self) -> Topology:
         if inspect.iscoroutinefunction(self.scan):
