@@ -27,7 +27,7 @@ from volcano_topology.validation import check_document
 
 
 class DiscoveryError(RuntimeError):
-    pass
+    """The provider could not be run, or produced nothing usable."""
 
 
 @dataclass

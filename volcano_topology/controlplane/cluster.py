@@ -38,7 +38,7 @@ _PR_SET_PDEATHSIG = 1
 
 
 class ControlPlaneError(RuntimeError):
-    pass
+    """kube-apiserver or etcd did not start, or a harness request failed."""
 
 
 def free_port() -> int:
@@ -273,12 +273,10 @@ class LocalControlPlane:
         while time.monotonic() < deadline:
             if not self._etcd.alive():
                 raise ControlPlaneError(f"etcd exited during startup:\n{self._etcd.tail()}")
-            try:
+            with contextlib.suppress(urllib.error.URLError, OSError, json.JSONDecodeError):
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.etcd_port}/health", timeout=2) as response:
                     if json.loads(response.read()).get("health") == "true":
                         return
-            except (urllib.error.URLError, OSError, json.JSONDecodeError):
-                pass
             time.sleep(0.1)
         raise ControlPlaneError(f"etcd not healthy within 30s:\n{self._etcd.tail()}")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 class PkiError(RuntimeError):
-    pass
+    """Certificates or keys could not be made."""
 
 
 @dataclass(frozen=True)

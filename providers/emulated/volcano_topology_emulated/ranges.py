@@ -10,7 +10,7 @@ MAX_EXPANSION = 1_000_000
 
 
 class RangeError(ValueError):
-    pass
+    """A name range that cannot be expanded; the message names the pattern."""
 
 
 def expand(pattern: str) -> list[str]:
