@@ -273,10 +273,12 @@ class LocalControlPlane:
         while time.monotonic() < deadline:
             if not self._etcd.alive():
                 raise ControlPlaneError(f"etcd exited during startup:\n{self._etcd.tail()}")
-            with contextlib.suppress(urllib.error.URLError, OSError, json.JSONDecodeError):
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.etcd_port}/health", timeout=2) as response:
-                    if json.loads(response.read()).get("health") == "true":
-                        return
+            with (
+                contextlib.suppress(urllib.error.URLError, OSError, json.JSONDecodeError),
+                urllib.request.urlopen(f"http://127.0.0.1:{self.etcd_port}/health", timeout=2) as response,
+            ):
+                if json.loads(response.read()).get("health") == "true":
+                    return
             time.sleep(0.1)
         raise ControlPlaneError(f"etcd not healthy within 30s:\n{self._etcd.tail()}")
 
