@@ -217,23 +217,29 @@ class Controller:
         self.config_loaded.set()
 
     async def _resolve(self, entry: DiscoveryEntry, operator: str, paths: list[str]) -> Desired:
+        credentials = await self._credentials(entry)
+        digest = hashlib.sha256(operator.encode() + repr(sorted(credentials.items())).encode()).hexdigest()
+        fingerprint = entry.fingerprint(digest)
+        previous = self.state.desired.get(entry.source)
+        if previous is not None and previous.fingerprint == fingerprint:
+            return previous  # unchanged: no need to import and validate it again
         loaded, errors = registry.load([entry.source], [*self.provider_paths, *paths])
         if errors:
             raise ConfigError([str(errors[0])])
         provider = loaded[entry.source]
         registry.instantiate(provider, entry.config)  # validates the config now, names the bad field
-        credentials: dict[str, bytes] = {}
-        if entry.credentials is not None and entry.credentials.secret_ref is not None:
-            ref = entry.credentials.secret_ref
-            namespace = ref.namespace or self.source.namespace or "default"
-            secret = await self.cluster.get_secret(namespace, ref.name)
-            if secret is None:
-                raise ConfigError(
-                    [f"provider {entry.source!r}: credentials.secretRef {namespace}/{ref.name} not found"]
-                )
-            credentials = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
-        digest = hashlib.sha256(operator.encode() + repr(sorted(credentials.items())).encode()).hexdigest()
-        return Desired(entry, provider, credentials, entry.fingerprint(digest))
+        return Desired(entry, provider, credentials, fingerprint)
+
+    async def _credentials(self, entry: DiscoveryEntry) -> dict[str, bytes]:
+        """The data of the entry's Secret, read every time so that a rotation restarts the provider."""
+        if entry.credentials is None or entry.credentials.secret_ref is None:
+            return {}
+        ref = entry.credentials.secret_ref
+        namespace = ref.namespace or self.source.namespace or "default"
+        secret = await self.cluster.get_secret(namespace, ref.name)
+        if secret is None:
+            raise ConfigError([f"provider {entry.source!r}: credentials.secretRef {namespace}/{ref.name} not found"])
+        return {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
 
     async def _config_error(self, source: str, message: str) -> None:
         if self.state.errors.get(source) == message:
