@@ -230,3 +230,33 @@ def test_node_changes_update_node_count(
 
 def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
+
+
+def test_an_owned_hypernode_that_fails_to_apply_gets_a_condition_and_an_event(
+    operators: list[OperatorProcess], control_plane: LocalControlPlane, hypernode_api: client.ApiClient,
+    providers: Path, tmp_path: Path,
+) -> None:  # fmt: skip
+    good = [static_leaf("ev-leaf", "n1"), static_leaf("ev-other", "n2")]
+    config = write_config(tmp_path / "c.yaml", [{"source": "static", "config": {"hypernodes": good}}])
+    operator = launch(operators, control_plane, tmp_path, config=config, provider_path=providers)
+    operator.wait(lambda: all(synced(o) for o in cluster_hypernodes(hypernode_api, "static").values())
+                  and len(cluster_hypernodes(hypernode_api, "static")) == 2, what="both Synced")  # fmt: skip
+    obj = cluster_hypernodes(hypernode_api)["ev-leaf"]
+    assert not any(k.startswith("kopf.") for k in obj["metadata"].get("annotations") or {}), "kopf wrote nothing"
+    assert not obj["metadata"].get("finalizers")
+
+    bad = {**static_leaf("ev-leaf", "n1"), "spec": {"tier": 1, "members": [
+        {"type": "Node", "selector": {"regexMatch": {"pattern": "(?=lookahead)"}}}]}}  # fmt: skip
+    write_config(config, [{"source": "static", "config": {"hypernodes": [bad, static_leaf("ev-other", "n2")]}}])
+
+    def condition() -> dict[str, Any]:
+        found = cluster_hypernodes(hypernode_api)["ev-leaf"].get("status") or {}
+        return next((c for c in found.get("conditions") or [] if c["type"] == "Synced"), {})
+
+    operator.wait(lambda: condition().get("status") == "False", what="Synced=False")
+    assert condition()["reason"] == "Invalid"
+    assert "RE2" in condition()["message"]
+    core = client.CoreV1Api(hypernode_api)
+    operator.wait(lambda: any(e.reason == "Invalid" for e in core.list_namespaced_event(
+        "default", field_selector="involvedObject.name=ev-leaf").items), what="a Warning Event")  # fmt: skip
+    assert members(cluster_hypernodes(hypernode_api)["ev-leaf"]) == ["n1"], "the last good version stays"
