@@ -312,7 +312,13 @@ class Writer:
                 changed[name] = event
         violations = tree_problems(intent)
         if violations and len(changed) > 1:
-            for event in changed.values():  # find the offenders: each event alone against the cluster
+            # Find the offenders: each event alone, against the cluster as the events before it left it.
+            for event in changed.values():
+                try:
+                    observed = await self._observe()
+                except (KubeError, StaleRead):
+                    outcome.failed = outcome.transient = True  # a stale view could let two claims through: retry
+                    return
                 await self._apply_singles(channel, [event], observed, outcome)
             return
         if violations:

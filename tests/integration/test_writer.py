@@ -336,3 +336,14 @@ async def test_fields_dropped_later_are_removed_and_then_stay_quiet(
     faults.reset()
     assert await writer.process(channel, [Event.update(leaf("r-leaf", "n1"))])
     assert faults.writes() == [], "once removed, nothing is left to write"
+
+
+async def test_two_events_claiming_one_node_never_both_land(
+    make_writer: WriterFactory, hypernode_api: client.ApiClient
+) -> None:
+    writer = make_writer()
+    channel = writer.open("fabric")
+    assert not await writer.process(channel, [Event.create(leaf("z-a", "n5")), Event.create(leaf("z-b", "n5"))])
+    [reply] = drain(channel)
+    assert isinstance(reply.error, TopologyViolation)
+    assert set(cluster_hypernodes(hypernode_api)) == {"z-a"}, "the first lands, the second is refused"
