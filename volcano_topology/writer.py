@@ -234,10 +234,13 @@ class Writer:
         outcome = _Outcome()
         if batch.snapshot is not None:
             await self._apply_snapshot(channel, batch.snapshot, observed, outcome)
-            if batch.singles:
-                observed = await self._observe_or_none() or observed
         if batch.singles:
-            await self._apply_singles(channel, batch.singles, observed, outcome)
+            try:
+                if batch.snapshot is not None:
+                    observed = await self._observe()  # the snapshot changed what the events apply to
+                await self._apply_singles(channel, batch.singles, observed, outcome)
+            except (KubeError, StaleRead):
+                outcome.failed = outcome.transient = True
         if outcome.transient:
             channel.retained = list(events)
         stats.apply_seconds += time.monotonic() - started
@@ -460,12 +463,6 @@ class Writer:
             with attempt:
                 items = await self.client.list()
         return {o.name: o for o in map(Observed.from_dict, items)}
-
-    async def _observe_or_none(self) -> dict[str, Observed] | None:
-        try:
-            return await self._observe()
-        except (KubeError, StaleRead):
-            return None
 
     def _give_up(self, channel: ProviderChannel, events: Sequence[Any], batch: Batch, exc: Exception) -> None:
         channel.retained = list(events)
