@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from kubernetes import client
 
@@ -68,7 +70,16 @@ def test_restricted_identity_is_forbidden_until_bound(
             "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": "vt-rbac"}],
         }
     )
-    assert "items" in reader.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+    # The authorizer learns of new bindings through its watch cache: allow it a moment.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            assert "items" in reader.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+            break
+        except client.ApiException as exc:
+            if exc.status != 403 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
     with pytest.raises(client.ApiException) as raised:
         reader.create_cluster_custom_object(GROUP, VERSION, PLURAL, hn("cp-not-allowed"))
     assert raised.value.status == 403
