@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from volcano_topology.controlplane.cluster import LocalControlPlane
 from volcano_topology.kube import HyperNodeClient
 from volcano_topology.provider import Reply
 from volcano_topology.retries import RetryPolicy
+from volcano_topology.runner import ProviderRun
 from volcano_topology.writer import ProviderChannel, Writer, WriterSettings
 
 FAST_RETRIES = RetryPolicy(initial=0.05, maximum=0.5, jitter=0.05, attempts=8, deadline=20.0)
@@ -85,3 +87,22 @@ def drain(channel: ProviderChannel) -> list[Reply]:
 
 def members(obj: dict[str, Any]) -> list[str]:
     return [m["selector"]["exactMatch"]["name"] for m in obj["spec"].get("members", [])]
+
+
+async def run_until(provider: Any, name: str, make_writer: WriterFactory, done: Callable[[Any], bool],
+                    interval: float = 0.1) -> None:  # fmt: skip
+    """Run ``provider`` through ProviderRun and the real writer until ``done(run)``, then stop it cleanly."""
+    run = ProviderRun(name, provider, make_writer(), interval=interval)
+    run.start()
+    try:
+        await wait_for(lambda: done(run) and run.channel.idle.is_set())
+    finally:
+        await run.stop(grace=1, drain=5)
+
+
+async def wait_for(condition: Callable[[], bool], within: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError("condition not reached")
+        await asyncio.sleep(0.05)

@@ -7,8 +7,7 @@ import asyncio
 from kubernetes import client
 
 from tests.builders import leaf
-from tests.integration.conftest import WriterFactory, cluster_hypernodes, members
-from tests.integration.test_writer import wait_for
+from tests.integration.conftest import WriterFactory, cluster_hypernodes, members, wait_for
 from volcano_topology import registry
 from volcano_topology.provider import Event, OwnershipConflict, Provider, ProviderContext, Reply
 from volcano_topology.runner import ProviderRun

@@ -9,10 +9,8 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from tests.integration.conftest import WriterFactory, cluster_hypernodes, members
-from tests.integration.test_writer import wait_for
+from tests.integration.conftest import WriterFactory, cluster_hypernodes, members, run_until
 from volcano_topology import registry
-from volcano_topology.runner import ProviderRun
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,12 +42,7 @@ async def test_pip_installed_example_loads_by_name_and_writes(
         registry.instantiate(loaded["example"], {"leaves": 0})
     provider = registry.instantiate(loaded["example"], {"interval": 60, "leaves": 3, "prefix": "vendor"})
 
-    run = ProviderRun("example", provider, make_writer())
-    run.start()
-    try:
-        await wait_for(lambda: len(run.channel.owned) == 4 and run.channel.idle.is_set())
-    finally:
-        await run.stop(grace=1, drain=5)
+    await run_until(provider, "example", make_writer, lambda run: len(run.channel.owned) == 4)
     objects = cluster_hypernodes(hypernode_api, "example")
     assert members(objects["vendor-spine"]) == ["vendor-leaf-0", "vendor-leaf-1", "vendor-leaf-2"]
     assert members(objects["vendor-leaf-1"]) == ["vendor-node-1-0", "vendor-node-1-1"]

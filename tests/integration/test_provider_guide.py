@@ -10,10 +10,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.integration.conftest import WriterFactory, cluster_hypernodes, members
-from tests.integration.test_writer import wait_for
+from tests.integration.conftest import WriterFactory, cluster_hypernodes, members, run_until
 from volcano_topology import ownership
-from volcano_topology.provider import Provider
 from volcano_topology.runner import ProviderRun
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "write-a-provider.md"
@@ -25,17 +23,6 @@ def example(name: str) -> dict[str, Any]:
     namespace: dict[str, Any] = {"__name__": f"guide_{name}"}
     exec(compile(match.group(1), f"{GUIDE.name}:{name}", "exec"), namespace)
     return namespace
-
-
-async def run_until(
-    provider: Provider, name: str, writer_factory: WriterFactory, done: Any, interval: float = 0.1
-) -> None:
-    run = ProviderRun(name, provider, writer_factory(), interval=interval)
-    run.start()
-    try:
-        await wait_for(lambda: done(run))
-    finally:
-        await run.stop(grace=1, drain=5)
 
 
 async def test_function_example(make_writer: WriterFactory, hypernode_api: client.ApiClient) -> None:

@@ -8,9 +8,7 @@ from typing import Any
 
 from kubernetes import client
 
-from tests.integration.conftest import WriterFactory, cluster_hypernodes, members
-from tests.integration.test_writer import wait_for
-from volcano_topology.runner import ProviderRun
+from tests.integration.conftest import WriterFactory, cluster_hypernodes, members, run_until
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -29,12 +27,7 @@ async def test_readme_provider_writes_its_tree(make_writer: WriterFactory, hyper
     namespace: dict[str, Any] = {"__name__": "rack_provider"}
     exec(compile(readme_provider_source(), "README.md", "exec"), namespace)
     provider = namespace["RackProvider"]()
-    run = ProviderRun("racks", provider, make_writer())
-    run.start()
-    try:
-        await wait_for(lambda: len(run.channel.owned) == 3 and run.channel.idle.is_set())
-    finally:
-        await run.stop(grace=1, drain=5)
+    await run_until(provider, "racks", make_writer, lambda run: len(run.channel.owned) == 3)
     objects = cluster_hypernodes(hypernode_api, "racks")
     assert members(objects["spine-0"]) == ["rack-0", "rack-1"]
     assert members(objects["rack-1"]) == ["node-1-0", "node-1-1"]

@@ -8,7 +8,7 @@ from kubernetes import client
 
 from tests.builders import leaf, parent, regex_parent
 from tests.faultproxy import FaultProxy
-from tests.integration.conftest import WriterFactory, cluster_hypernodes, drain, members
+from tests.integration.conftest import WriterFactory, cluster_hypernodes, drain, members, wait_for
 from volcano_topology import ownership
 from volcano_topology.api import GROUP, PLURAL, VERSION
 from volcano_topology.plan import DeletionGuard
@@ -309,14 +309,6 @@ async def test_dry_run_writes_nothing(
     assert await writer.process(channel, [Event.snapshot([leaf("y-l1", "n1"), parent("y-s", "y-l1")])])
     assert faults.writes() == []
     assert cluster_hypernodes(hypernode_api) == {}
-
-
-async def wait_for(condition, within: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError("condition not reached")
-        await asyncio.sleep(0.05)
 
 
 async def test_fields_dropped_later_are_removed_and_then_stay_quiet(

@@ -10,8 +10,7 @@ from kubernetes import client
 
 from tests.builders import leaf
 from tests.faultproxy import FaultProxy, Rule
-from tests.integration.conftest import WriterFactory, cluster_hypernodes, drain, members
-from tests.integration.test_writer import wait_for
+from tests.integration.conftest import WriterFactory, cluster_hypernodes, drain, members, wait_for
 from volcano_topology.api import GROUP, PLURAL, VERSION
 from volcano_topology.controlplane.cluster import LocalControlPlane
 from volcano_topology.provider import Event, OwnershipConflict, RequestRejected, RetriesExhausted
