@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # is installed (pip install --target DIR) and loads it from there with --provider-path.
 PROVIDERS := $(filter-out providers/example,$(patsubst %/pyproject.toml,%,$(wildcard providers/*/pyproject.toml)))
 
-.PHONY: dev test lint unit integration install clean
+.PHONY: dev test lint unit integration install control-plane clean
 
 $(STAMP): pyproject.toml $(wildcard providers/*/pyproject.toml)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,12 +17,16 @@ $(STAMP): pyproject.toml $(wildcard providers/*/pyproject.toml)
 
 install: $(STAMP)
 
+## Find or build kube-apiserver + etcd (minutes on a cold cache), before any test timeout applies.
+control-plane: $(STAMP)
+	$(BIN)/volcano-topology control-plane build
+
 ## Start a local kube-apiserver + etcd with the CRD installed (builds them on first use).
-dev: $(STAMP)
+dev: control-plane
 	$(BIN)/volcano-topology dev
 
 ## Lint, type-check and run every test (integration tests start their own control plane).
-test: $(STAMP) lint
+test: lint control-plane
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -33,7 +37,7 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
 
-integration: $(STAMP)
+integration: control-plane
 	$(BIN)/python -m pytest tests/integration
 
 clean:

@@ -1,7 +1,8 @@
 """Shared fixtures. Integration tests get a real kube-apiserver + etcd on loopback.
 
-The control plane is built from source on first use (cached under
-``~/.cache/volcano-topology``) unless ``KUBEBUILDER_ASSETS`` names prebuilt binaries.
+The control plane is never built here, where a test timeout could cut the build short:
+``make test`` runs ``volcano-topology control-plane build`` first (cached under
+``~/.cache/volcano-topology``), unless ``KUBEBUILDER_ASSETS`` names prebuilt binaries.
 When any test fails, the control plane's logs are copied to ``test-artifacts/``.
 """
 
@@ -39,7 +40,7 @@ def control_plane(
     tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[LocalControlPlane]:
     workdir = tmp_path_factory.mktemp("control-plane")
-    plane = LocalControlPlane(workdir)
+    plane = LocalControlPlane(workdir, build=False)
     plane.start()
     try:
         yield plane

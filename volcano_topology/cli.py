@@ -75,6 +75,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-json", action="store_true", help="structured JSON logs")
     run.set_defaults(handler=_run)
 
+    plane = commands.add_parser("control-plane", help="the local kube-apiserver + etcd used by `dev` and the tests")
+    plane_commands = plane.add_subparsers(dest="plane_command", required=True)
+    build = plane_commands.add_parser(
+        "build", help="find or build kube-apiserver and etcd into the cache (minutes the first time; then instant)"
+    )
+    build.set_defaults(handler=_control_plane_build)
+
     dev = commands.add_parser(
         "dev", help="a local control plane, emulated nodes and the operator with the emulated fabric, all in one"
     )
@@ -175,6 +182,27 @@ def _run(args: argparse.Namespace) -> int:
     if args.identity:
         options.identity = args.identity
     return run(options)
+
+
+def _control_plane_build(_: argparse.Namespace) -> int:
+    import time
+
+    from volcano_topology.controlplane.build import BuildError, ensure_binaries
+
+    started = time.monotonic()
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    try:
+        found = ensure_binaries(progress=progress)
+    except BuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"kube-apiserver {found.kubernetes_version}: {found.kube_apiserver}")
+    print(f"etcd {found.etcd_version}: {found.etcd}")
+    print(f"control plane ready in {time.monotonic() - started:.0f}s", file=sys.stderr)
+    return EXIT_OK
 
 
 def _dev(args: argparse.Namespace) -> int:

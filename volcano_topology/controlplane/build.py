@@ -26,7 +26,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +37,14 @@ KUBERNETES_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.8"
 
 _GO_VERSION = re.compile(r"go(\d+)\.(\d+)")
+# A cold kube-apiserver build is silent for minutes: say it is still going this often.
+HEARTBEAT = 30.0
+
+Progress = Callable[[str], None]
+
+
+def _log_progress(line: str) -> None:
+    log.warning("%s", line)
 
 
 class BuildError(RuntimeError):
@@ -60,8 +68,14 @@ def cache_root() -> Path:
     return base / "volcano-topology"
 
 
-def ensure_binaries(*, build: bool = True) -> Binaries:
-    """Return usable binaries, building them into the cache when missing."""
+def ensure_binaries(*, build: bool = True, progress: Progress | None = None) -> Binaries:
+    """Return usable binaries, building them into the cache when missing.
+
+    With ``build=False`` a missing binary is a ``BuildError`` that says how to build it,
+    so nothing slow ever runs where a timeout could cut it (a test fixture, say).
+    ``progress`` receives a line when a build starts, every ``HEARTBEAT`` seconds while
+    it runs, and when it ends.
+    """
     assets = os.environ.get("KUBEBUILDER_ASSETS")
     if assets:
         apiserver, etcd = Path(assets) / "kube-apiserver", Path(assets) / "etcd"
@@ -77,10 +91,13 @@ def ensure_binaries(*, build: bool = True) -> Binaries:
         if binary.exists():
             continue
         if not build:
-            raise BuildError(f"{binary} is not built yet")
+            raise BuildError(
+                f"{binary} is not built yet: run `volcano-topology control-plane build` "
+                "(`make test` and `make dev` do), or set KUBEBUILDER_ASSETS"
+            )
         with _locked(binary.parent):
             if not binary.exists():  # another process may have built it while we waited
-                builder(binary)
+                builder(binary, progress or _log_progress)
     return Binaries(apiserver, etcd, KUBERNETES_VERSION, ETCD_VERSION)
 
 
@@ -111,13 +128,24 @@ def _go_env() -> dict[str, str]:
     return env
 
 
-def _go(args: list[str], cwd: Path, env: dict[str, str]) -> str:
+def _go(args: list[str], cwd: Path, env: dict[str, str], progress: Progress | None = None, what: str = "") -> str:
     started = time.monotonic()
-    proc = subprocess.run(["go", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(["go", *args], cwd=cwd, env=env, stdout=out, stderr=err, text=True)
+        while True:
+            try:
+                proc.wait(timeout=HEARTBEAT)
+                break
+            except subprocess.TimeoutExpired:
+                if progress is not None:
+                    progress(f"  still building {what} (go {args[0]}, {time.monotonic() - started:.0f}s)")
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
     if proc.returncode != 0:
-        raise BuildError(f"go {' '.join(args)} failed in {cwd}:\n{proc.stderr[-4000:]}")
+        raise BuildError(f"go {' '.join(args)} failed in {cwd}:\n{stderr[-4000:]}")
     log.info("go %s: %.0fs", args[0], time.monotonic() - started)
-    return proc.stdout
+    return stdout
 
 
 def staging_replacements(kubernetes_go_mod: str, version: str) -> dict[str, str]:
@@ -132,24 +160,26 @@ def staging_replacements(kubernetes_go_mod: str, version: str) -> dict[str, str]
     return replacements
 
 
-def _build_module(name: str, go_mod: str, package: str, version: str, target: Path, ldflags: str = "") -> None:
+def _build_module(
+    name: str, go_mod: str, package: str, version: str, target: Path, progress: Progress, ldflags: str = ""
+) -> None:
     env = _go_env()
     work = Path(tempfile.mkdtemp(prefix=f"build-{name}-", dir=target.parent))
     try:
         (work / "go.mod").write_text(go_mod)
         started = time.monotonic()
-        log.warning("building %s into %s (several minutes on a cold Go cache)", name, target)
+        progress(f"building {name} {version} into {target} (minutes on a cold Go cache)")
         # An explicit version: a bare `go get` would upgrade the module past the pin.
-        _go(["get", f"{package}@{version}"], work, env)
+        _go(["get", f"{package}@{version}"], work, env, progress, name)
         output = work / name
-        _go(["build", "-trimpath", "-ldflags", ldflags, "-o", str(output), package], work, env)
+        _go(["build", "-trimpath", "-ldflags", ldflags, "-o", str(output), package], work, env, progress, name)
         os.replace(output, target)
-        log.warning("built %s in %.0fs", name, time.monotonic() - started)
+        progress(f"built {name} in {time.monotonic() - started:.0f}s")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _build_kube_apiserver(target: Path) -> None:
+def _build_kube_apiserver(target: Path, progress: Progress) -> None:
     env = _go_env()
     info = json.loads(_go(["mod", "download", "-json", f"k8s.io/kubernetes@{KUBERNETES_VERSION}"], target.parent, env))
     replacements = staging_replacements(Path(info["GoMod"]).read_text(), KUBERNETES_VERSION)
@@ -171,10 +201,11 @@ def _build_kube_apiserver(target: Path) -> None:
         "k8s.io/kubernetes/cmd/kube-apiserver",
         KUBERNETES_VERSION,
         target,
+        progress,
         ldflags,
     )
 
 
-def _build_etcd(target: Path) -> None:
+def _build_etcd(target: Path, progress: Progress) -> None:
     go_mod = f"module volcano-topology.local/etcd\n\ngo 1.26\n\nrequire go.etcd.io/etcd/server/v3 {ETCD_VERSION}\n"
-    _build_module("etcd", go_mod, "go.etcd.io/etcd/server/v3", ETCD_VERSION, target, "-s -w")
+    _build_module("etcd", go_mod, "go.etcd.io/etcd/server/v3", ETCD_VERSION, target, progress, "-s -w")

@@ -105,6 +105,8 @@ class LocalControlPlane:
 
     workdir: Path
     binaries: Binaries | None = None
+    # False: missing binaries are an error naming the build command, never a build here.
+    build: bool = True
     startup_timeout: float = 90.0
     admin_token: str = field(default_factory=lambda: secrets.token_hex(16))
     etcd_port: int = 0
@@ -127,7 +129,7 @@ class LocalControlPlane:
 
     def start(self) -> None:
         started = time.monotonic()
-        self.binaries = self.binaries or ensure_binaries()
+        self.binaries = self.binaries or ensure_binaries(build=self.build)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.pki = make_pki(self.workdir / "pki")
         (self.workdir / "tokens.csv").write_text(f'{self.admin_token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n')
