@@ -15,15 +15,32 @@ Decisions (see the README's "Provider contract"):
 - Single events stand alone: an invalid or conflicting one is replied to and skipped,
   the others are applied. If the batch together breaks the tree, each event is tried
   on its own so only the offending ones are refused.
-- When transient failures outlast the retry budget, the batch is kept and tried again
-  after ``resync_after_failure`` unless newer events arrive first (they are coalesced
-  with it), so an API-server outage longer than the budget still converges.
+- When transient failures outlast the retry budget, the batch is kept -- in coalesced
+  form, at most one snapshot and one event per name, so memory is bounded by the
+  desired state and not by the outage's length -- and tried again after
+  ``resync_after_failure`` unless newer events arrive first (they are coalesced with
+  it), so an API-server outage longer than the budget still converges.
+- A single event that would put a node in a second leaf or a HyperNode under a second
+  parent waits up to ``claim_wait`` seconds for the event that releases it; only then
+  is it replied to as a ``TopologyViolation``.
+- Drift repair is by name: ``ProviderChannel.suspect(name, ...)`` (from the watch) asks
+  "reconcile this object", and the writer answers it between batches against the
+  provider's latest accepted desired state, never against a stored copy of an older
+  one. Watch events that echo the writer's own writes (a resourceVersion it wrote, a
+  delete it made) are not drift. An object changed or deleted by someone else
+  ``contest_threshold`` times within ``contest_window`` seconds is contested: it is not
+  repaired (nor rewritten by an unchanged snapshot) for ``contest_hold`` seconds, so two
+  writers never fight forever.
+- The writer loop survives anything: an unexpected exception is logged with its
+  traceback, counted (``stats.crashes``), and the batch is kept and retried after a
+  backoff. ``Writer.problems()`` reports a writer that is not making progress.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -31,7 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from volcano_topology import ownership
-from volcano_topology.api import HyperNode
+from volcano_topology.api import GROUP, VERSION, HyperNode
 from volcano_topology.kube import HyperNodeClient, KubeError
 from volcano_topology.plan import (
     Create,
@@ -79,6 +96,13 @@ class WriterSettings:
     admission: bool = True
     dry_run: bool = False
     resync_after_failure: float = 5.0
+    claim_wait: float = 10.0  # a claim waits this long for its matching release
+    contest_window: float = 60.0
+    contest_threshold: int = 3  # foreign changes within the window that make an object contested
+    contest_hold: float = 600.0  # how long a contested object is left alone
+    crash_backoff: float = 1.0  # first wait after an unexpected exception; doubles up to 60 s
+    stall_after: float = 180.0  # queued work with no finished batch for this long: not ready
+    stuck_after: float = 900.0  # one batch running this long: not alive
 
 
 @dataclass
@@ -92,6 +116,22 @@ class ProviderStats:
     batches: int = 0  # completed
     last_sync: float | None = None
     apply_seconds: float = 0.0
+    repairs: int = 0  # objects put back after someone else changed or deleted them
+    foreign_changes: int = 0
+    crashes: int = 0  # unexpected exceptions the writer loop survived
+    last_crash: str | None = None
+
+
+@dataclass(frozen=True)
+class Suspect:
+    """A watch event about an owned object: maybe drift, maybe the echo of our own write."""
+
+    resource_version: str | None
+    deleted: bool
+
+
+# Our own recent resourceVersions per name: the watch may deliver an older echo after a newer write.
+_ECHOES_KEPT = 8
 
 
 @dataclass
@@ -103,16 +143,51 @@ class ProviderChannel:
     replies: asyncio.Queue[Reply]
     stats: ProviderStats = field(default_factory=ProviderStats)
     transform: Transform | None = None
-    owned: dict[str, HyperNode] = field(default_factory=dict)
-    retained: list[Any] = field(default_factory=list)
+    owned: dict[str, HyperNode] = field(default_factory=dict)  # as last applied
+    # The provider's latest accepted desired state (None until it said anything): what repairs restore.
+    desired: dict[str, HyperNode] | None = None
+    # Events kept for a retry, coalesced: at most one snapshot and one event per name.
+    retained: list[Event] = field(default_factory=list)
+    retry_at: float | None = None  # monotonic time of the retry, when it was kept after a failure
+    held: dict[str, float] = field(default_factory=dict)  # claims waiting for their release: name -> deadline
     # Set while the writer waits for events with nothing left to apply or retry.
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
     # Per HyperNode: is it what this provider last asked for? (the Synced condition)
     sync: dict[str, SyncState] = field(default_factory=dict)
+    suspects: dict[str, Suspect] = field(default_factory=dict)
+    written: dict[str, collections.deque[str]] = field(default_factory=dict)  # resourceVersions we wrote
+    deleted: set[str] = field(default_factory=set)  # names we deleted, until the watch echoes it
+    foreign: dict[str, collections.deque[float]] = field(default_factory=dict)  # times of others' changes
+    contested: dict[str, float] = field(default_factory=dict)  # name -> monotonic time it is left alone until
+    last_progress: float = field(default_factory=time.monotonic)
+    busy_since: float | None = None
 
     def mark(self, names: Iterable[str], synced: bool, reason: str, message: str) -> None:
         for name in names:
             self.sync[name] = SyncState(synced, reason, message)
+
+    def suspect(self, name: str, resource_version: str | None, *, deleted: bool) -> None:
+        """The watch saw ``name`` change or go: reconcile it against the latest desired state, soon."""
+        self.suspects[name] = Suspect(resource_version, deleted)
+        self.wake.set()
+
+    def is_contested(self, name: str, now: float | None = None) -> bool:
+        until = self.contested.get(name)
+        if until is None:
+            return False
+        if (now if now is not None else time.monotonic()) >= until:
+            del self.contested[name]
+            self.foreign.pop(name, None)
+            return False
+        return True
+
+    def pending(self) -> int:
+        """Events waiting: queued, kept for a retry, or held."""
+        return self.events.qsize() + len(self.retained)
+
+    def wrote(self, name: str, resource_version: str) -> None:
+        self.written.setdefault(name, collections.deque(maxlen=_ECHOES_KEPT)).append(resource_version)
 
     @property
     def manager(self) -> str:
@@ -125,6 +200,10 @@ class Batch:
     singles: list[Event] = field(default_factory=list)
     malformed: list[tuple[Any, str]] = field(default_factory=list)
     superseded: int = 0
+
+    def kept(self) -> list[Event]:
+        """What is worth keeping for a retry: the coalesced events, never the raw stream."""
+        return [*([self.snapshot] if self.snapshot is not None else []), *self.singles]
 
 
 def coalesce(events: Sequence[Any]) -> Batch:
@@ -150,6 +229,8 @@ def coalesce(events: Sequence[Any]) -> Batch:
 def _malformation(event: Any) -> str | None:
     if not isinstance(event, Event):
         return f"expected an Event, got {type(event).__name__}"
+    if not isinstance(event.type, EventType):
+        return f"event type must be an EventType (use Event.create/update/delete/snapshot), got {event.type!r}"
     if event.type in (EventType.CREATE, EventType.UPDATE):
         if not isinstance(event.hypernode, HyperNode):
             return f"{event.type} needs a HyperNode, got {type(event.hypernode).__name__}"
@@ -159,7 +240,9 @@ def _malformation(event: Any) -> str | None:
         if not isinstance(event.name, str) or not event.name:
             return "DELETE needs the name of a HyperNode"
     elif event.type is EventType.SNAPSHOT:
-        if not all(isinstance(h, HyperNode) for h in event.hypernodes):
+        if not isinstance(event.hypernodes, tuple | list) or not all(
+            isinstance(h, HyperNode) for h in event.hypernodes
+        ):
             return "SNAPSHOT must hold HyperNode objects only"
     else:
         return f"unknown event type {event.type!r}"
@@ -177,7 +260,7 @@ class Writer:
         self.client = client
         self.settings = settings or WriterSettings()
         self.channels: dict[str, ProviderChannel] = {}
-        # Checked before every write: the fence that keeps a deposed leader from writing.
+        # Checked before every request that writes: the fence that keeps a deposed leader from writing.
         self.gate = gate or (lambda: True)
 
     def open(self, provider: str, transform: Transform | None = None) -> ProviderChannel:
@@ -191,24 +274,80 @@ class Writer:
         return channel
 
     async def run(self, channel: ProviderChannel) -> None:
-        """Consume ``channel`` until cancelled."""
+        """Consume ``channel`` until cancelled. No exception ends it: each is logged, counted and retried."""
+        failures = 0
         while True:
-            if channel.events.empty() and not channel.retained:
-                channel.idle.set()
-            batch = await self._next_batch(channel)
-            channel.idle.clear()
-            await self.process(channel, batch)
+            events: list[Any] = []
+            try:
+                if channel.events.empty() and not channel.retained and not channel.suspects:
+                    channel.idle.set()
+                    channel.last_progress = time.monotonic()
+                events = await self._next_batch(channel)
+                channel.idle.clear()
+                channel.busy_since = time.monotonic()
+                if events:
+                    await self.process(channel, events)
+                if channel.suspects:
+                    await self.repair(channel)
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                channel.stats.crashes += 1
+                channel.stats.last_crash = f"{type(exc).__name__}: {exc}"
+                delay = min(self.settings.crash_backoff * 2.0 ** (failures - 1), 60.0)
+                log.exception("provider %s: the writer failed unexpectedly; its events are kept, retrying in %.1fs",
+                              channel.name, delay)  # fmt: skip
+                with contextlib.suppress(Exception):  # keep the work, in its bounded coalesced form
+                    channel.retained = coalesce([*channel.retained, *events]).kept()
+                await asyncio.sleep(delay)
+            finally:
+                channel.busy_since = None
+                channel.last_progress = time.monotonic()
+
+    def problems(self, now: float | None = None) -> list[str]:
+        """Why a writer is not making progress (for readiness): queued work and no finished batch lately."""
+        now = time.monotonic() if now is None else now
+        found = []
+        for name, channel in sorted(self.channels.items()):
+            waiting = channel.pending()
+            if waiting and now - channel.last_progress > self.settings.stall_after:
+                found.append(f"provider {name}: {waiting} event(s) waiting and no batch finished "
+                             f"for {now - channel.last_progress:.0f}s")  # fmt: skip
+        return found
+
+    def stuck(self, now: float | None = None) -> list[str]:
+        """Writers inside one batch for longer than ``stuck_after`` (for liveness: a restart is the cure)."""
+        now = time.monotonic() if now is None else now
+        return [
+            f"provider {name}: one batch has been running for {now - channel.busy_since:.0f}s"
+            for name, channel in sorted(self.channels.items())
+            if channel.busy_since is not None and now - channel.busy_since > self.settings.stuck_after
+        ]
 
     async def _next_batch(self, channel: ProviderChannel) -> list[Any]:
-        if channel.retained:
+        """Kept events plus whatever is queued; waits for an event, a repair, or the time to retry kept ones."""
+        if not channel.suspects:
+            deadlines = [channel.retry_at] if channel.retry_at is not None else []
+            deadlines += channel.held.values()
+            timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+            if channel.retained and timeout is None:
+                timeout = self.settings.resync_after_failure
+            channel.wake.clear()
+            getter = asyncio.ensure_future(channel.events.get())
+            waker = asyncio.ensure_future(channel.wake.wait())
             try:
-                first = await asyncio.wait_for(channel.events.get(), self.settings.resync_after_failure)
-            except TimeoutError:
-                batch, channel.retained = channel.retained, []
-                return batch
-            batch, channel.retained = [*channel.retained, first], []
+                await asyncio.wait({getter, waker}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waker.cancel()
+                if not getter.done():
+                    getter.cancel()
+                    await asyncio.gather(getter, return_exceptions=True)
+            first = [getter.result()] if getter.done() and not getter.cancelled() else []
         else:
-            batch = [await channel.events.get()]
+            first = []
+        batch, channel.retained, channel.retry_at = [*channel.retained, *first], [], None
         while len(batch) < self.settings.max_batch:
             try:
                 batch.append(channel.events.get_nowait())
@@ -220,16 +359,23 @@ class Writer:
         """Apply one batch; True when everything in it was applied."""
         started = time.monotonic()
         stats = channel.stats
-        for event in events:
-            stats.events[event.type.value if isinstance(event, Event) else "malformed"] += 1
         batch = coalesce(events)
+        malformed = {id(raw) for raw, _ in batch.malformed}
+        for event in events:
+            if id(event) not in malformed:
+                stats.events[event.type.value] += 1
+        stats.events["malformed"] += len(batch.malformed)
+        if not batch.malformed:
+            stats.events.pop("malformed", None)
         stats.superseded += batch.superseded
         for raw, why in batch.malformed:
             self._reply(channel, raw if isinstance(raw, Event) else None, MalformedEvent(f"{why}: {raw!r:.200}"))
+        if batch.snapshot is None and not batch.singles:
+            return True
         try:
             observed = await self._observe()
         except (KubeError, StaleRead) as exc:
-            self._give_up(channel, events, batch, exc)
+            self._give_up(channel, batch, exc)
             return False
         outcome = _Outcome()
         if batch.snapshot is not None:
@@ -241,13 +387,17 @@ class Writer:
                 await self._apply_singles(channel, batch.singles, observed, outcome)
             except (KubeError, StaleRead):
                 outcome.failed = outcome.transient = True
+        kept = batch.kept() if outcome.transient else []
+        kept_names = {e.target for e in kept}
+        kept += [e for e in outcome.held if e.target not in kept_names]
+        channel.retained = kept
         if outcome.transient:
-            channel.retained = list(events)
+            channel.retry_at = time.monotonic() + self.settings.resync_after_failure
         stats.apply_seconds += time.monotonic() - started
         stats.batches += 1
         if outcome.ok:
             stats.last_sync = time.time()
-        return outcome.ok
+        return outcome.ok and not outcome.held
 
     # -- snapshots -------------------------------------------------------------------
 
@@ -269,7 +419,12 @@ class Writer:
         if not errors:
             errors = [_violation(p) for p in tree_problems(desired)]
         owned = {name for name, o in observed.items() if o.owner == channel.name}
-        plan = plan_changes(channel.name, desired, observed, delete=owned - set(desired)) if not errors else Plan()
+        # A contested object the provider still wants unchanged is left as it is: rewriting it is the fight.
+        previous = channel.desired or {}
+        now = time.monotonic()
+        hold = {n for n in desired if channel.is_contested(n, now) and previous.get(n) == desired[n]}
+        to_write = {n: h for n, h in desired.items() if n not in hold}
+        plan = plan_changes(channel.name, to_write, observed, delete=owned - set(desired)) if not errors else Plan()
         errors.extend(
             OwnershipConflict(f"already exists and belongs to {c.owner}", name=c.name) for c in plan.conflicts
         )
@@ -286,6 +441,7 @@ class Writer:
             channel.mark(unnamed, False, "SnapshotRejected", f"the provider's latest snapshot was refused: {errors[0]}")
             outcome.failed = True
             return
+        channel.desired = dict(desired)
         self._log_plan(channel, plan, str(event))
         channel.mark(plan.unchanged, True, "Applied", "matches what the provider reported")
         if await self._execute(channel, plan, lambda _name: event, outcome):
@@ -296,44 +452,82 @@ class Writer:
     async def _apply_singles(
         self, channel: ProviderChannel, events: list[Event], observed: Mapping[str, Observed], outcome: _Outcome
     ) -> None:
-        base = {n: o.hypernode for n, o in observed.items() if o.owner == channel.name and o.hypernode is not None}
-        intent = dict(base)
-        changed: dict[str, Event] = {}
+        accepted: dict[str, tuple[Event, HyperNode | None]] = {}
         for event in events:
-            name = event.target
             if event.type is EventType.DELETE:
-                intent.pop(name, None)
-                changed[name] = event
+                accepted[event.target] = (event, None)
                 continue
             assert event.hypernode is not None
             valid, problems = self._prepare(channel, event.hypernode)
             if valid is None:
-                self._reply(channel, event, _invalid(name, problems))
+                channel.held.pop(event.target, None)
+                self._reply(channel, event, _invalid(event.target, problems))
                 outcome.failed = True
             else:
-                intent[name] = valid
-                changed[name] = event
+                accepted[event.target] = (event, valid)
+        if not accepted:
+            return
+        violations = await self._try_singles(channel, list(accepted.values()), observed, outcome)
+        if violations is None:
+            return
+        remaining = list(accepted.values())
+        if len(remaining) > 1:
+            # Find the offenders: each event alone, against the cluster as the events before it left it,
+            # in passes, so a claim listed before its release still lands once the release has.
+            progressed = True
+            while remaining and progressed:
+                progressed = False
+                for item in list(remaining):
+                    try:
+                        fresh = await self._observe()
+                    except (KubeError, StaleRead):
+                        outcome.failed = outcome.transient = True  # a stale view could let two claims through
+                        return
+                    found = await self._try_singles(channel, [item], fresh, outcome)
+                    if found is None:
+                        remaining.remove(item)
+                        progressed = True
+                    else:
+                        violations = found
+            if not remaining:
+                return
+            if len(remaining) > 1:
+                # Each alone is fine but not together: judge each against the cluster once more for the reply.
+                for item in remaining:
+                    try:
+                        found = await self._try_singles(channel, [item], await self._observe(), outcome)
+                    except (KubeError, StaleRead):
+                        outcome.failed = outcome.transient = True
+                        return
+                    if found:
+                        self._refuse_or_hold(channel, item[0], found, outcome)
+                return
+        self._refuse_or_hold(channel, remaining[0][0], violations, outcome)
+
+    async def _try_singles(
+        self,
+        channel: ProviderChannel,
+        items: list[tuple[Event, HyperNode | None]],
+        observed: Mapping[str, Observed],
+        outcome: _Outcome,
+    ) -> list[Problem] | None:
+        """Apply ``items`` together when the provider's whole set stays a strict tree; else its problems."""
+        base = {n: o.hypernode for n, o in observed.items() if o.owner == channel.name and o.hypernode is not None}
+        intent = dict(base)
+        for event, hypernode in items:
+            if hypernode is None:
+                intent.pop(event.target, None)
+            else:
+                intent[event.target] = hypernode
         violations = tree_problems(intent)
-        if violations and len(changed) > 1:
-            # Find the offenders: each event alone, against the cluster as the events before it left it.
-            for event in changed.values():
-                try:
-                    observed = await self._observe()
-                except (KubeError, StaleRead):
-                    outcome.failed = outcome.transient = True  # a stale view could let two claims through: retry
-                    return
-                await self._apply_singles(channel, [event], observed, outcome)
-            return
         if violations:
-            event = next(iter(changed.values()))
-            for problem in violations:
-                self._reply(channel, event, _violation(problem))
-            outcome.failed = True
-            return
-        if not changed:
-            return
+            return violations
+        changed = {event.target: event for event, _ in items}
+        for name in changed:
+            channel.held.pop(name, None)
         deleted = [n for n, e in changed.items() if e.type is EventType.DELETE]
         plan = plan_changes(channel.name, {n: intent[n] for n in changed if n in intent}, observed, delete=deleted)
+        refused = {c.name for c in plan.conflicts}
         for conflict in plan.conflicts:
             self._reply(
                 channel, changed[conflict.name],
@@ -343,14 +537,104 @@ class Writer:
         for name in deleted:
             current = observed.get(name)
             if current is not None and current.owner != channel.name:
+                refused.add(name)
                 self._reply(
                     channel, changed[name],
                     OwnershipConflict(f"not deleted: it belongs to {describe_owner(current)}", name=name),
                 )  # fmt: skip
                 outcome.failed = True
+        if channel.desired is None:
+            channel.desired = dict(base)
+        for name, (_, hypernode) in ((e.target, (e, h)) for e, h in items):
+            if name in refused:
+                continue
+            if hypernode is None:
+                channel.desired.pop(name, None)
+            else:
+                channel.desired[name] = hypernode
         self._log_plan(channel, plan, f"{len(changed)} event(s)")
         channel.mark(plan.unchanged, True, "Applied", "matches what the provider reported")
         await self._execute(channel, plan, changed.__getitem__, outcome)
+        return None
+
+    def _refuse_or_hold(
+        self, channel: ProviderChannel, event: Event, problems: list[Problem], outcome: _Outcome
+    ) -> None:
+        """A claim waits (bounded) for the release that may still be coming; anything else is refused now."""
+        claims = all(p.rule in _CLAIM_RULES for p in problems)
+        now = time.monotonic()
+        deadline = channel.held.setdefault(event.target, now + self.settings.claim_wait) if claims else now
+        if claims and now < deadline:
+            outcome.held.append(event)
+            log.info("provider %s: %s waits up to %.0fs for the event that releases what it claims",
+                     channel.name, event, deadline - now)  # fmt: skip
+            return
+        channel.held.pop(event.target, None)
+        for problem in problems:
+            self._reply(channel, event, _violation(problem))
+        outcome.failed = True
+
+    # -- drift repair ----------------------------------------------------------------
+
+    async def repair(self, channel: ProviderChannel) -> None:
+        """Reconcile each suspect by name against the provider's latest desired state.
+
+        Echoes of our own writes are recognised and skipped; what someone else changed or
+        deleted is put back, unless the object is contested (then it is left alone and marked).
+        """
+        suspects, channel.suspects = channel.suspects, {}
+        desired = channel.desired
+        if desired is None or self.settings.dry_run:
+            return
+        try:
+            observed = await self._observe()
+        except (KubeError, StaleRead):
+            channel.suspects = {**suspects, **channel.suspects}  # try again with the next wake-up
+            channel.retry_at = time.monotonic() + self.settings.resync_after_failure
+            return
+        now = time.monotonic()
+        restore: dict[str, HyperNode] = {}
+        for name, suspect in suspects.items():
+            want = desired.get(name)
+            current = observed.get(name)
+            if suspect.deleted and name in channel.deleted:
+                channel.deleted.discard(name)  # the echo of our own delete
+                continue
+            if suspect.resource_version in channel.written.get(name, ()):
+                continue  # the echo of our own write
+            if want is None:
+                continue  # not wanted (any more): the latest desired state has nothing to restore
+            if current is not None and (current.owner != channel.name or matches(want, current, channel.manager)):
+                continue  # in sync already, or no longer ours to touch
+            channel.stats.foreign_changes += 1
+            times = channel.foreign.setdefault(name, collections.deque(maxlen=self.settings.contest_threshold))
+            times.append(now)
+            if channel.is_contested(name, now):
+                continue
+            if len(times) >= self.settings.contest_threshold and now - times[0] <= self.settings.contest_window:
+                channel.contested[name] = now + self.settings.contest_hold
+                message = (
+                    f"{'deleted' if current is None else 'changed'} by another writer {len(times)} times "
+                    f"within {self.settings.contest_window:.0f}s; not repaired for "
+                    f"{self.settings.contest_hold:.0f}s (does another controller write this source?)"
+                )
+                channel.mark([name], False, "Contested", message)
+                log.warning("provider %s: HyperNode %s is contested: %s", channel.name, name, message)
+                continue
+            what = "deleted" if current is None else "changed"
+            log.warning(
+                "provider %s: HyperNode %s was %s by someone else; restoring the provider's latest desired state",
+                channel.name,
+                name,
+                what,
+            )
+            restore[name] = want
+        if not restore:
+            return
+        plan = plan_changes(channel.name, restore, observed)
+        channel.stats.repairs += len({op.name for op in plan.operations})
+        self._log_plan(channel, plan, f"repair of {len(restore)} HyperNode(s)")
+        await self._execute(channel, plan, lambda name: Event.update(restore[name]), _Outcome())
 
     # -- writing ---------------------------------------------------------------------
 
@@ -359,23 +643,33 @@ class Writer:
     ) -> bool:
         if self.settings.dry_run:
             return True
+        written: dict[str, Observed | None] = {}  # what our own writes of this plan left, by name
         for wave in plan.waves:
-            results = await asyncio.gather(*(self._write(channel, op, event_of(op.name), outcome) for op in wave))
+            results = await asyncio.gather(
+                *(self._write(channel, op, event_of(op.name), outcome, written) for op in wave)
+            )
             if not all(results):
-                # Later waves build on this one (parents on children, deletes on parent updates): stop here.
+                # Every wave leaves a strict tree, and later waves build on this one: stop here, retry later.
                 return False
         return True
 
-    async def _write(self, channel: ProviderChannel, op: Operation, event: Event, outcome: _Outcome) -> bool:
+    async def _write(
+        self,
+        channel: ProviderChannel,
+        op: Operation,
+        event: Event,
+        outcome: _Outcome,
+        written: dict[str, Observed | None],
+    ) -> bool:
         attempts = 0
         try:
             async for attempt in self.settings.retry.retrying():
                 with attempt:
                     attempts += 1
-                    await self._write_once(channel, op, fresh=attempts > 1)
+                    await self._write_once(channel, op, written, fresh=attempts > 1)
             if isinstance(op, Delete):
                 channel.sync.pop(op.name, None)
-            else:
+            elif not getattr(op, "release", False):
                 channel.mark([op.name], True, "Applied", "matches what the provider reported")
         except ApplyError as refused:
             self._reply(channel, event, refused, attempts)
@@ -397,12 +691,17 @@ class Writer:
             return False
         return True
 
-    async def _write_once(self, channel: ProviderChannel, op: Operation, *, fresh: bool) -> None:
+    async def _write_once(
+        self, channel: ProviderChannel, op: Operation, written: dict[str, Observed | None], *, fresh: bool
+    ) -> None:
         """One attempt. ``fresh``: re-read first, because the last attempt's view may be stale."""
         if not self.gate():
             raise NotLeading()
         name, provider, stats = op.name, channel.name, channel.stats
-        current: Observed | None = None if isinstance(op, Create) else op.observed
+        if name in written:
+            current: Observed | None = written[name]  # a second write of this plan (the claim after a release)
+        else:
+            current = None if isinstance(op, Create) else op.observed
         if fresh:
             raw = await self.client.get(name)
             current = Observed.from_dict(raw) if raw is not None else None
@@ -419,8 +718,11 @@ class Writer:
                 gone = await self.client.delete(name, current.uid, current.resource_version)
             except KubeError as exc:
                 raise _stale_if_conflict(exc) from exc
+            if gone:
+                channel.deleted.add(name)
             stats.writes["delete"] += gone
             channel.owned.pop(name, None)
+            written[name] = None
             return
 
         desired = op.hypernode
@@ -428,20 +730,35 @@ class Writer:
             # Created by server-side apply too, so every field stays ours to remove later. Not forced:
             # if someone created the name meanwhile with other values, this is a 409 and we look again.
             try:
-                await self.client.apply(desired.to_dict(), channel.manager, force=False)
+                applied = await self.client.apply(desired.to_dict(), channel.manager, force=False)
             except KubeError as exc:
                 raise _stale_if_conflict(exc) from exc
+            others = _other_managers(applied, channel.manager)
+            if others:
+                # Someone created it meanwhile with exactly our values, so the apply did not conflict:
+                # still not ours. Give back every field only we set (our labels), then say so.
+                await self.client.apply(_empty_apply(name), channel.manager, force=False)
+                raise OwnershipConflict(f"was created meanwhile by {', '.join(sorted(others))}; left to it", name=name)
             stats.writes["create"] += 1
         elif not matches(desired, current, channel.manager):
             body = desired.to_dict()
             body["metadata"]["resourceVersion"] = current.resource_version  # apply only onto what we checked
             try:
                 # Forced: the object is ours (labels checked at this resourceVersion); take back drifted fields.
-                await self.client.apply(body, channel.manager, force=True)
+                applied = await self.client.apply(body, channel.manager, force=True)
             except KubeError as exc:
                 raise _stale_if_conflict(exc) from exc
             stats.writes["update"] += 1
-        channel.owned[name] = desired
+        else:
+            written[name] = current
+            channel.owned[name] = desired
+            return
+        version = str((applied.get("metadata") or {}).get("resourceVersion", ""))
+        channel.wrote(name, version)
+        channel.deleted.discard(name)
+        written[name] = Observed.from_dict(applied)
+        if not getattr(op, "release", False):
+            channel.owned[name] = desired
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -464,8 +781,9 @@ class Writer:
                 items = await self.client.list()
         return {o.name: o for o in map(Observed.from_dict, items)}
 
-    def _give_up(self, channel: ProviderChannel, events: Sequence[Any], batch: Batch, exc: Exception) -> None:
-        channel.retained = list(events)
+    def _give_up(self, channel: ProviderChannel, batch: Batch, exc: Exception) -> None:
+        channel.retained = batch.kept()
+        channel.retry_at = time.monotonic() + self.settings.resync_after_failure
         for event in [batch.snapshot, *batch.singles]:
             if event is not None:
                 self._reply(channel, event, RetriesExhausted(f"could not read the cluster's HyperNodes: {exc}"))
@@ -498,10 +816,25 @@ class Writer:
 class _Outcome:
     failed: bool = False
     transient: bool = False
+    held: list[Event] = field(default_factory=list)  # claims waiting for their release
 
     @property
     def ok(self) -> bool:
         return not self.failed
+
+
+# Tree rules broken by a claim that a release still on its way would make right.
+_CLAIM_RULES = frozenset({"node in one leaf", "one parent"})
+
+
+def _other_managers(applied: Mapping[str, Any], manager: str) -> set[str]:
+    """Managers of the object's main resource besides ``manager`` (status writers do not count)."""
+    entries = (applied.get("metadata") or {}).get("managedFields") or []
+    return {str(e.get("manager")) for e in entries if e.get("manager") != manager and e.get("subresource") != "status"}
+
+
+def _empty_apply(name: str) -> dict[str, Any]:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "HyperNode", "metadata": {"name": name}}
 
 
 def _stale_if_conflict(exc: KubeError) -> Exception:

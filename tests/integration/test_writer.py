@@ -233,7 +233,7 @@ async def test_invalid_objects_are_replies_naming_the_rule(
 
 
 async def test_single_events_isolate_the_offender(make_writer: WriterFactory, hypernode_api: client.ApiClient) -> None:
-    writer = make_writer()
+    writer = make_writer(claim_wait=0)  # no waiting for a release that could make the claim right
     channel = writer.open("fabric")
     assert await writer.process(channel, [Event.create(leaf("s-l1", "n1"))])
     ok = await writer.process(channel, [Event.create(leaf("s-l2", "n2")), Event.create(leaf("s-l3", "n1"))])
@@ -333,9 +333,71 @@ async def test_fields_dropped_later_are_removed_and_then_stay_quiet(
 async def test_two_events_claiming_one_node_never_both_land(
     make_writer: WriterFactory, hypernode_api: client.ApiClient
 ) -> None:
-    writer = make_writer()
+    writer = make_writer(claim_wait=0)
     channel = writer.open("fabric")
     assert not await writer.process(channel, [Event.create(leaf("z-a", "n5")), Event.create(leaf("z-b", "n5"))])
     [reply] = drain(channel)
     assert isinstance(reply.error, TopologyViolation)
     assert set(cluster_hypernodes(hypernode_api)) == {"z-a"}, "the first lands, the second is refused"
+
+
+async def test_a_move_as_two_updates_claim_first_lands_without_a_reply(
+    make_writer: WriterFactory, faults: FaultProxy, hypernode_api: client.ApiClient
+) -> None:
+    writer = make_writer()
+    channel = writer.open("fabric")
+    assert await writer.process(channel, [Event.snapshot([leaf("mv-a", "n1", "n2"), leaf("mv-b", "n3")])])
+    faults.reset()
+    # The claiming leaf comes first; the release only after it, in the same batch.
+    assert await writer.process(channel, [Event.update(leaf("mv-b", "n3", "n1")), Event.update(leaf("mv-a", "n2"))])
+    assert drain(channel) == []
+    objects = cluster_hypernodes(hypernode_api)
+    assert (members(objects["mv-a"]), members(objects["mv-b"])) == (["n2"], ["n3", "n1"])
+    assert [w.name for w in faults.writes()] == ["mv-a", "mv-b"], "the release is written before the claim"
+
+
+async def test_a_claim_waits_for_a_release_that_comes_in_a_later_batch(
+    make_writer: WriterFactory, hypernode_api: client.ApiClient
+) -> None:
+    writer = make_writer(claim_wait=30)
+    channel = writer.open("fabric")
+    task = asyncio.create_task(writer.run(channel))
+    try:
+        await channel.events.put(Event.snapshot([leaf("cw-a", "n1", "n2"), leaf("cw-b", "n3")]))
+        await wait_for(lambda: channel.idle.is_set() and "cw-b" in channel.owned)
+        await channel.events.put(Event.update(leaf("cw-b", "n3", "n1")))  # claims n1, still in cw-a
+        await wait_for(lambda: "cw-b" in channel.held)
+        assert drain(channel) == [], "a claim is not refused while its release may still come"
+        assert members(cluster_hypernodes(hypernode_api)["cw-b"]) == ["n3"]
+        await channel.events.put(Event.update(leaf("cw-a", "n2")))  # the release
+        await wait_for(lambda: channel.idle.is_set() and not channel.held)
+        objects = cluster_hypernodes(hypernode_api)
+        assert (members(objects["cw-a"]), members(objects["cw-b"])) == (["n2"], ["n3", "n1"])
+        assert drain(channel) == []
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_claim_whose_release_never_comes_is_refused_after_the_wait(
+    make_writer: WriterFactory, hypernode_api: client.ApiClient
+) -> None:
+    writer = make_writer(claim_wait=0.5)
+    channel = writer.open("fabric")
+    task = asyncio.create_task(writer.run(channel))
+    try:
+        await channel.events.put(Event.snapshot([leaf("cn-a", "n1"), leaf("cn-b", "n3")]))
+        await wait_for(lambda: channel.idle.is_set() and "cn-b" in channel.owned)
+        started = asyncio.get_running_loop().time()
+        await channel.events.put(Event.update(leaf("cn-b", "n3", "n1")))
+        await wait_for(lambda: not channel.replies.empty())
+        waited = asyncio.get_running_loop().time() - started
+        [reply] = drain(channel)
+        assert isinstance(reply.error, TopologyViolation) and reply.error.name == "cn-b"
+        assert waited >= 0.5, "refused only once the wait was over"
+        assert members(cluster_hypernodes(hypernode_api)["cn-b"]) == ["n3"]
+        await wait_for(lambda: channel.idle.is_set())
+        assert channel.retained == [] and channel.held == {}, "nothing is kept after the refusal"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
