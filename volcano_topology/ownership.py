@@ -25,3 +25,8 @@ def owner_of(labels: Mapping[str, str] | None) -> str | None:
 def field_manager(provider: str) -> str:
     """One server-side-apply field manager per provider, so two providers never share field ownership."""
     return f"{FIELD_MANAGER_PREFIX}/{provider}"
+
+
+def status_manager(provider: str) -> str:
+    """Status is written under a manager of its own, so spec applies and status applies never strip each other."""
+    return f"{FIELD_MANAGER_PREFIX}/{provider}/status"

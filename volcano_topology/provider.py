@@ -180,7 +180,8 @@ class ProviderContext:
     secrets: SecretReader
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     interval: float | None = None  # the configured ``interval`` in seconds, if any
-    credentials: Mapping[str, bytes] = field(default_factory=dict)  # data of ``credentials.secretRef``
+    # The data of ``credentials.secretRef``; kept out of repr() so a logged context never shows it.
+    credentials: Mapping[str, bytes] = field(default_factory=dict, repr=False)
 
 
 class Provider(abc.ABC):

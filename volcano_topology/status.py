@@ -1,9 +1,11 @@
 """Status of owned HyperNodes, as observed: pure functions.
 
-``nodeCount`` is the number of distinct existing Nodes in a HyperNode's subtree, with
-Volcano's member selection: ``exactMatch`` by name; ``regexMatch`` with RE2 searched
-anywhere in the name (Go's ``regexp.MatchString``: unanchored); ``labelMatch`` as a
-Kubernetes label selector. HyperNode members contribute their own subtree's nodes.
+``nodeCount`` is exactly the value Volcano's own HyperNode controller writes, so that two
+writers of it always agree: the number of distinct names a HyperNode's members select.
+An ``exactMatch`` member counts its name (of a Node or of a child HyperNode: a spine
+counts its children, not the nodes under them); a ``regexMatch`` member counts the
+Nodes whose name RE2 finds the pattern in (Go's ``regexp.MatchString``: unanchored); a
+``labelMatch`` member counts the Nodes its label selector selects.
 
 The ``Synced`` condition says whether the object is what its provider last asked for.
 """
@@ -43,12 +45,13 @@ def selector_matches(selector: LabelSelector, labels: Mapping[str, str]) -> bool
     return True
 
 
-def member_nodes(member: Member, nodes: Mapping[str, Mapping[str, str]]) -> set[str]:
+def member_names(member: Member, nodes: Mapping[str, Mapping[str, str]]) -> set[str]:
+    """The names one member selects, as Volcano's controller counts them."""
     selector = member.selector
     if selector is None:
         return set()
     if selector.exact_match is not None:
-        return {selector.exact_match.name} & nodes.keys()
+        return {selector.exact_match.name}
     if selector.regex_match is not None:
         try:
             pattern = re2.compile(selector.regex_match.pattern, _RE2_OPTIONS)
@@ -60,25 +63,16 @@ def member_nodes(member: Member, nodes: Mapping[str, Mapping[str, str]]) -> set[
     return set()
 
 
+def node_count(hypernode: HyperNode, nodes: Mapping[str, Mapping[str, str]]) -> int:
+    """Volcano's ``status.nodeCount`` of one HyperNode (``nodes``: every Node's name -> labels)."""
+    selected: set[str] = set()
+    for member in hypernode.members:
+        selected |= member_names(member, nodes)
+    return len(selected)
+
+
 def node_counts(hypernodes: Mapping[str, HyperNode], nodes: Mapping[str, Mapping[str, str]]) -> dict[str, int]:
-    """Distinct nodes under each HyperNode (cycles, already refused by the writer, are cut)."""
-    found: dict[str, set[str]] = {}
-
-    def under(name: str, seen: frozenset[str]) -> set[str]:
-        if name in found:
-            return found[name]
-        result: set[str] = set()
-        for member in hypernodes[name].members:
-            if member.type == "Node":
-                result |= member_nodes(member, nodes)
-            elif member.selector is not None and member.selector.exact_match is not None:
-                child = member.selector.exact_match.name
-                if child in hypernodes and child not in seen:
-                    result |= under(child, seen | {child})
-        found[name] = result
-        return result
-
-    return {name: len(under(name, frozenset({name}))) for name in hypernodes}
+    return {name: node_count(hypernode, nodes) for name, hypernode in hypernodes.items()}
 
 
 @dataclass(frozen=True)

@@ -26,13 +26,16 @@ PROVIDERS = Path(__file__).resolve().parents[1] / "providers"
 def provider_dir(target: Path) -> Path:
     """The test providers laid out as `pip install --target` would: a module plus its dist-info."""
     target.mkdir(parents=True, exist_ok=True)
-    shutil.copy(PROVIDERS / "static_provider.py", target / "static_provider.py")
+    for module in ("static_provider.py", "csv_provider.py"):
+        shutil.copy(PROVIDERS / module, target / module)
     dist = target / "volcano_topology_test_providers-0.1.dist-info"
     dist.mkdir(exist_ok=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: volcano-topology-test-providers\nVersion: 0.1\n")
     entry_points = [
         "[volcano_topology.providers]",
-        *(f"{n} = static_provider:StaticProvider" for n in ("static", "static2")),
+        # "label": named like one of Volcano's built-in sources, for the coexistence tests.
+        *(f"{n} = static_provider:StaticProvider" for n in ("static", "static2", "label")),
+        "csv = csv_provider:CsvProvider",
     ]
     (dist / "entry_points.txt").write_text("\n".join(entry_points) + "\n")
     return target
