@@ -20,7 +20,6 @@ from volcano_topology.plan import DeletionGuard
 from volcano_topology.provider import Event
 from volcano_topology.retries import RetryPolicy
 
-
 # A reshuffle renames every leaf: more than the default guard lets one snapshot delete.
 EVERYTHING_MAY_GO = DeletionGuard(max_delete_fraction=1.0)
 
@@ -95,7 +94,7 @@ async def test_no_state_between_snapshots_breaks_the_tree(
             assert drain(channel) == [], what
             assert same(hypernode_api, after), what
     finally:
-        await wait_for(lambda: {n for n in watcher.current} == {h.name for h in steps[-1][1]})
+        await wait_for(lambda: set(watcher.current) == {h.name for h in steps[-1][1]})
         watcher.stop()
     assert watcher.states >= 30, "the watcher saw the writes one by one"
     assert watcher.violations == [], f"{watcher.bad_states()} bad states of {watcher.states}: {watcher.violations[:5]}"
@@ -124,7 +123,7 @@ async def test_a_plan_that_fails_half_way_leaves_a_strict_tree_and_is_retried(
         assert await writer.process(channel, list(channel.retained))
         assert same(hypernode_api, after)
     finally:
-        await wait_for(lambda: {n for n in watcher.current} == {h.name for h in after})
+        await wait_for(lambda: set(watcher.current) == {h.name for h in after})
         watcher.stop()
     assert watcher.violations == [], f"{watcher.bad_states()} bad states of {watcher.states}: {watcher.violations[:5]}"
 
