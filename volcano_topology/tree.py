@@ -1,7 +1,7 @@
 """The scheduler's assumptions about a set of HyperNodes, and tree order for writing them.
 
 Volcano stops scheduling every topology-constrained job when these break, so a
-provider's whole set is checked before anything of it is written:
+provider's whole set is checked before anything of it is written (``tree_problems``):
 
 - HyperNode members are referenced with ``exactMatch`` only;
 - each HyperNode has at most one parent;
@@ -9,12 +9,15 @@ provider's whole set is checked before anything of it is written:
 - a parent's tier is greater than each child's;
 - a node (by exact name) sits in at most one HyperNode, and only at the lowest tier
   used for nodes in the set.
+
+``moment_problems`` checks the rules that must also hold at every moment while a plan
+is being written, one write at a time (see :mod:`volcano_topology.plan`).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from volcano_topology.api import HyperNode
 from volcano_topology.problems import Problem, join_path
@@ -66,6 +69,55 @@ def tree_problems(hypernodes: Mapping[str, HyperNode]) -> list[Problem]:
             )  # fmt: skip
     problems.extend(_cycle_problems(hypernodes))
     problems.extend(_node_placement_problems(hypernodes, node_homes))
+    return problems
+
+
+def moment_problems(state: Mapping[str, HyperNode], *, existing: Collection[str] = ()) -> list[str]:
+    """What breaks the scheduler's view of ``state`` (one provider's HyperNodes at one moment).
+
+    The rules every intermediate state of a plan keeps, when the states before and after it keep them:
+
+    (a) no node (a ``Node`` member by ``exactMatch`` name) is a member of two HyperNodes;
+    (b) no HyperNode is a member (``HyperNode`` member by ``exactMatch``) of two HyperNodes;
+    (c) every ``HyperNode`` member names a HyperNode that exists: one in ``state``, or in ``existing``
+        (names outside this provider's set known to exist);
+    (d) a parent's tier is greater than each child's in ``state`` (so there are no cycles).
+
+    Members selected by ``regexMatch`` or ``labelMatch`` are not checked. Empty list: all hold.
+    Pure and linear in the number of members, so it can run after every single write.
+    """
+    problems: list[str] = []
+    node_homes: dict[str, list[str]] = defaultdict(list)
+    parents: dict[str, list[str]] = defaultdict(list)
+    for name in sorted(state):
+        hypernode = state[name]
+        tier = hypernode.spec.tier if hypernode.spec is not None else None
+        for member in hypernode.members:
+            exact = member.selector.exact_match if member.selector is not None else None
+            if exact is None:
+                continue
+            if member.type == "Node":
+                node_homes[exact.name].append(name)
+                continue
+            parents[exact.name].append(name)
+            child = state.get(exact.name)
+            if child is None:
+                if exact.name not in existing:
+                    problems.append(f"{name} has member HyperNode {exact.name}, which does not exist")
+                continue
+            child_tier = child.spec.tier if child.spec is not None else None
+            if tier is not None and child_tier is not None and tier <= child_tier:
+                problems.append(f"{name} (tier {tier}) is not above its member {exact.name} (tier {child_tier})")
+    problems.extend(
+        f"node {node} is a member of {len(homes)} HyperNodes: {', '.join(homes)}"
+        for node, homes in sorted(node_homes.items())
+        if len(homes) > 1
+    )
+    problems.extend(
+        f"HyperNode {child} is a member of {len(its)} HyperNodes: {', '.join(its)}"
+        for child, its in sorted(parents.items())
+        if len(its) > 1
+    )
     return problems
 
 
