@@ -2,13 +2,19 @@
 
 Rules are tried in order; the first matching rule with uses left acts:
 
+- ``forward``: forward untouched (a rule that lets ``times`` requests through before later rules);
 - ``status``: answer with that HTTP status (and headers) without forwarding;
 - ``reset``: drop the connection with a TCP reset, without forwarding;
 - ``delay``: wait, then forward (longer than the client's timeout = a timeout);
-- ``lost_answer``: forward (the server acts on it), then reset instead of answering.
+- ``lost_answer``: forward (the server acts on it), then reset instead of answering;
+- ``slow_answer``: forward (the server acts on it at once), then wait ``delay`` before answering;
+- ``drip``: forward, then send the answer one byte every ``delay`` seconds (each read by the
+  client succeeds, so only a total deadline ends it).
 
-Everything else is forwarded untouched. ``requests`` records (method, path, status)
-of every request as the client saw it (0 for resets).
+Waits and drips end early when :meth:`FaultProxy.release` (or ``reset``) is called, so no
+proxy thread outlives a test by long. Everything else is forwarded untouched. ``requests``
+records (method, path, status) of every request as the client saw it (0 for resets), with
+monotonic times: when the proxy received it, forwarded it upstream, and got the server's answer.
 """
 
 from __future__ import annotations
@@ -50,6 +56,9 @@ class Seen:
     path: str
     status: int
     name: str  # the object: from the body of a POST, else the last path segment
+    received: float = 0.0  # time.monotonic() when the proxy had read the request
+    forwarded: float | None = None  # when it was sent upstream (None: never forwarded)
+    answered: float | None = None  # when the API server's answer came back to the proxy
 
 
 def object_name(method: str, path: str, body: bytes | None) -> str:
@@ -69,6 +78,7 @@ class FaultProxy:
         self.rules: list[Rule] = []
         self.requests: list[Seen] = []
         self._lock = threading.Lock()
+        self._released = threading.Event()
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(str(cert_file), str(key_file))
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -94,9 +104,16 @@ class FaultProxy:
         return rule
 
     def reset(self) -> None:
+        self.release()
         with self._lock:
             self.rules.clear()
             self.requests.clear()
+
+    def release(self) -> None:
+        """End every wait and drip in progress now (the rest of a dripped answer is sent at once)."""
+        with self._lock:
+            released, self._released = self._released, threading.Event()
+        released.set()
 
     def writes(self, path_contains: str = "/hypernodes") -> list[Seen]:
         with self._lock:
@@ -117,9 +134,13 @@ class FaultProxy:
                     return rule
         return None
 
-    def _record(self, method: str, path: str, status: int, body: bytes | None = None) -> None:
+    def _record(self, method: str, path: str, status: int, body: bytes | None = None, **times: float | None) -> None:
         with self._lock:
-            self.requests.append(Seen(method, path, status, object_name(method, path, body)))
+            self.requests.append(Seen(method, path, status, object_name(method, path, body), **times))  # type: ignore[arg-type]
+
+    def _wait(self, released: threading.Event, seconds: float) -> bool:
+        """Sleep ``seconds`` unless released first; True when released."""
+        return released.wait(seconds)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
@@ -133,32 +154,54 @@ class FaultProxy:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                received = time.monotonic()
+                released = proxy._released
                 rule = proxy._take_rule(self.command, self.path)
                 if rule is not None and rule.action == "status":
                     self._answer_status(rule, body)
                     return
                 if rule is not None and rule.action == "reset":
-                    proxy._record(self.command, self.path, 0, body)
+                    proxy._record(self.command, self.path, 0, body, received=received)
                     self._reset()
                     return
                 if rule is not None and rule.action == "delay":
-                    time.sleep(rule.delay)
+                    proxy._wait(released, rule.delay)
+                forwarded = time.monotonic()
                 status, headers, payload = self._forward(body)
+                times = {"received": received, "forwarded": forwarded, "answered": time.monotonic()}
                 if rule is not None and rule.action == "lost_answer":
-                    proxy._record(self.command, self.path, 0, body)
+                    proxy._record(self.command, self.path, 0, body, **times)
                     self._reset()
                     return
-                proxy._record(self.command, self.path, status, body)
+                if rule is not None and rule.action == "slow_answer":
+                    proxy._wait(released, rule.delay)
+                proxy._record(self.command, self.path, status, body, **times)
                 try:
                     self.send_response(status)
                     for key, value in headers:
                         if key.lower() not in ("transfer-encoding", "content-length", "connection"):
                             self.send_header(key, value)
                     self.send_header("Content-Length", str(len(payload)))
+                    if rule is not None and rule.action == "drip":
+                        self._drip(self.headers_and_body(payload), rule.delay, released)
+                        return
                     self.end_headers()
                     self.wfile.write(payload)
                 except OSError:
                     self.close_connection = True  # the client gave up (timeout) before the answer
+
+            def headers_and_body(self, payload: bytes) -> bytes:
+                buffered = b"".join(getattr(self, "_headers_buffer", [])) + b"\r\n"
+                self._headers_buffer = []
+                return buffered + payload
+
+            def _drip(self, data: bytes, interval: float, released: threading.Event) -> None:
+                for index in range(len(data)):
+                    if proxy._wait(released, interval):
+                        self.wfile.write(data[index:])
+                        return
+                    self.wfile.write(data[index : index + 1])
+                    self.wfile.flush()
 
             def _forward(self, body: bytes | None) -> tuple[int, list[tuple[str, str]], bytes]:
                 connection = http.client.HTTPSConnection(

@@ -2,17 +2,33 @@
 
 Clients are built with the official client's own retries off: retrying is the
 writer's job (one tenacity layer), and stacked retries would multiply.
+
+The official client is synchronous, so every request runs in a worker thread. Each
+:class:`HyperNodeClient` and :class:`ClusterClient` has a thread pool of its own, sized to
+its concurrency, never asyncio's default executor: hung work elsewhere (a blocking provider
+scan, a slow file read) cannot take the threads that renew the leader Lease or write
+HyperNodes, and one client's slow requests cannot starve another's.
+
+Each request is bounded in total by the client's ``timeout``: urllib3's ``Timeout(total=...)``
+(what the official client builds from ``_request_timeout=<float>``) bounds connecting and each
+single socket read, not the whole exchange (a server that answers slowly byte by byte
+can hold a request far longer), so the caller also stops waiting after ``timeout`` and
+the request is abandoned. An abandoned request's thread runs on until urllib3 gives up;
+its bytes may already be on the wire, so the server may still act on it later — which is
+why writes that must not land late are conditional on ``resourceVersion``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import email.utils
 import json
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,6 +37,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as TransportFailure
+from urllib3.response import BaseHTTPResponse
 
 from volcano_topology.api import GROUP, PLURAL, VERSION
 
@@ -111,6 +128,67 @@ class KubeError(Exception):
         return cls(0, type(exc).__name__, str(exc) or type(exc).__name__)
 
 
+class RequestAbandoned(KubeError):
+    """The caller stopped waiting after the client's timeout. ``started``: whether a worker thread had
+    begun sending it (if not, every thread of the client was busy the whole time, and it was never sent)."""
+
+    def __init__(self, timeout: float, started: bool) -> None:
+        where = "in flight" if started else "still waiting for a free worker thread (never sent)"
+        super().__init__(0, "Timeout", f"no complete answer within {timeout:g}s; abandoned {where}")
+        self.started = started
+
+
+class NotLeading(Exception):
+    """The request was not sent: the client's gate was closed when a worker thread was about to send it."""
+
+
+Gate = Callable[[], bool]
+
+
+class _Requests:
+    """Blocking requests on a thread pool of their own, each bounded in total by ``timeout``.
+
+    ``gate`` (optional) is called in the worker thread immediately before the request is sent:
+    when it is closed the request is not sent and :class:`NotLeading` is raised. Checking it
+    there, not only before queueing, covers the time a request waited for a free thread.
+    """
+
+    def __init__(self, workers: int, timeout: float, name: str) -> None:
+        self.timeout = timeout
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+
+    async def send(self, gate: Gate | None, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        timeout = self.timeout
+        started = False
+
+        def request() -> Any:
+            nonlocal started
+            started = True
+            if gate is not None and not gate():
+                raise NotLeading("the gate closed before the request was sent")
+            result = fn(*args, _request_timeout=timeout, **kwargs)
+            if isinstance(result, BaseHTTPResponse):
+                _ = result.data  # with _preload_content=False: read the body here, not on the event loop
+            return result
+
+        context = contextvars.copy_context()
+        future = asyncio.get_running_loop().run_in_executor(self.pool, context.run, request)
+        try:
+            done, _ = await asyncio.wait({future}, timeout=timeout)
+        finally:
+            if not future.done():
+                future.cancel()  # one still waiting for a thread is then never sent
+        if not done:
+            raise RequestAbandoned(timeout, started)
+        try:
+            return future.result()
+        except (ApiException, TransportFailure, OSError) as exc:
+            raise KubeError.from_exception(exc) from exc
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
 def _parse_retry_after(value: str) -> float | None:
     try:
         return max(0.0, float(value))
@@ -122,24 +200,38 @@ def _parse_retry_after(value: str) -> float | None:
 class HyperNodeClient:
     """Async HyperNode requests over the synchronous official client.
 
-    Requests run in worker threads, at most ``concurrency`` at a time (keep it at or
-    below the connection pool size). Every failure surfaces as ``KubeError``; nothing
-    is retried here. ``requests`` counts requests sent, by verb.
+    Requests run on this client's own ``concurrency`` worker threads, at most ``concurrency``
+    at a time (keep it at or below the connection pool size), each bounded in total by
+    ``timeout`` (see the module docstring). Every failure surfaces as ``KubeError``; nothing
+    is retried here. ``requests`` counts requests attempted, by verb.
+
+    ``gate`` (optional, e.g. the leader elector's ``is_leader``) is checked in the worker
+    thread right before each request is sent; a closed gate raises :class:`NotLeading`
+    and nothing is sent. With the elector's rules, a request sent while the gate is open is
+    answered or abandoned client-side before the lease can expire for other candidates.
     """
 
-    def __init__(self, api: client.ApiClient, *, concurrency: int = 8, timeout: float = 10.0) -> None:
+    def __init__(
+        self, api: client.ApiClient, *, concurrency: int = 8, timeout: float = 10.0, gate: Gate | None = None
+    ) -> None:
         self._objects = client.CustomObjectsApi(api)
         self._limit = asyncio.Semaphore(concurrency)
-        self._timeout = timeout
+        self._requests = _Requests(concurrency, timeout, "hypernode-requests")
+        self.gate = gate
         self.requests: collections.Counter[str] = collections.Counter()
+
+    @property
+    def timeout(self) -> float:
+        return self._requests.timeout
+
+    def close(self) -> None:
+        """Stop this client's worker threads once their current requests end."""
+        self._requests.close()
 
     async def _call(self, verb: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         async with self._limit:
             self.requests[verb] += 1
-            try:
-                return await asyncio.to_thread(fn, *args, _request_timeout=self._timeout, **kwargs)
-            except (ApiException, TransportFailure, OSError) as exc:
-                raise KubeError.from_exception(exc) from exc
+            return await self._requests.send(self.gate, fn, *args, **kwargs)
 
     async def list(self, label_selector: str | None = None, page_size: int = 500) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -195,20 +287,29 @@ class HyperNodeClient:
 
 class ClusterClient:
     """Async access to what the operator reads or writes besides HyperNode specs: Leases, ConfigMaps,
-    Secrets, Events, HyperNode status. Same conventions as HyperNodeClient (``KubeError``, no retries)."""
+    Secrets, Events, HyperNode status. Same conventions as HyperNodeClient (``KubeError``, no retries,
+    each request bounded in total by ``timeout``), on ``concurrency`` worker threads of its own;
+    more concurrent calls wait for a free thread (their timeout runs while they wait)."""
 
-    def __init__(self, api: client.ApiClient, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, api: client.ApiClient, *, timeout: float = 10.0, concurrency: int = 4, name: str = "cluster-requests"
+    ) -> None:
         self.api = api
         self._core = client.CoreV1Api(api)
         self._coordination = client.CoordinationV1Api(api)
         self._objects = client.CustomObjectsApi(api)
-        self._timeout = timeout
+        self._requests = _Requests(concurrency, timeout, name)
 
-    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        try:
-            result = await asyncio.to_thread(fn, *args, _request_timeout=self._timeout, **kwargs)
-        except (ApiException, TransportFailure, OSError) as exc:
-            raise KubeError.from_exception(exc) from exc
+    @property
+    def timeout(self) -> float:
+        return self._requests.timeout
+
+    def close(self) -> None:
+        """Stop this client's worker threads once their current requests end."""
+        self._requests.close()
+
+    async def _call(self, fn: Callable[..., Any], *args: Any, gate: Gate | None = None, **kwargs: Any) -> Any:
+        result = await self._requests.send(gate, fn, *args, **kwargs)
         return result if isinstance(result, dict) else self.api.sanitize_for_serialization(result)  # type: ignore[no-untyped-call]
 
     async def _get(self, fn: Callable[..., Any], *args: Any) -> dict[str, Any] | None:
@@ -261,10 +362,26 @@ class ClusterClient:
         }
         await self._call(self._core.create_namespaced_event, ns, body)
 
-    async def apply_hypernode_status(self, name: str, status: dict[str, Any], manager: str) -> None:
-        """Server-side apply of the fields of ``status`` this manager owns (through the /status subresource)."""
-        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "HyperNode", "metadata": {"name": name}, "status": status}
+    async def apply_hypernode_status(
+        self,
+        name: str,
+        status: dict[str, Any],
+        manager: str,
+        *,
+        resource_version: str | None = None,
+        gate: Gate | None = None,
+    ) -> None:
+        """Server-side apply of the fields of ``status`` this manager owns (through the /status subresource).
+
+        With ``resource_version`` the write is conditional: the server answers 409 (``KubeError``
+        status 409, reason ``Conflict``) when the object has changed since that version. ``gate``
+        is checked right before sending, as in :class:`HyperNodeClient` (:class:`NotLeading`).
+        """
+        metadata: dict[str, Any] = {"name": name}
+        if resource_version is not None:
+            metadata["resourceVersion"] = resource_version
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "HyperNode", "metadata": metadata, "status": status}
         await self._call(
             self._objects.patch_cluster_custom_object_status, GROUP, VERSION, PLURAL, name, body,
-            field_manager=manager, force=True, _content_type="application/apply-patch+yaml",
+            field_manager=manager, force=True, _content_type="application/apply-patch+yaml", gate=gate,
         )  # fmt: skip
