@@ -13,7 +13,8 @@ The same YAML a Volcano user already has in ``volcano-controller-configmap`` wor
       concurrency: 8
       deletionGuard: {maxDeleteFraction: 0.5, allowEmpty: false}
       status: {conditions: true, nodeCount: false}
-      leaderElection: {enabled: true, leaseName: volcano-topology, leaseDuration: 15s}
+      requestTimeout: 4s          # each HyperNode request, in total; renewDeadline + this < leaseDuration
+      leaderElection: {enabled: true, leaseName: volcano-topology, leaseDuration: 15s, renewDeadline: 10s}
       removedProviders: keep      # or delete: what happens to a provider's objects when it leaves the list
 
 Other top-level keys (Volcano's controller shares the ConfigMap) are ignored.
@@ -111,14 +112,16 @@ class LeaderElectionSettings(_Config):
     @model_validator(mode="after")
     def _ordered(self) -> LeaderElectionSettings:
         if not self.retry_period < self.renew_deadline < self.lease_duration:
-            raise ValueError("leader election needs retryPeriod < renewDeadline < leaseDuration")
+            values = f"{self.retry_period:g}s, {self.renew_deadline:g}s, {self.lease_duration:g}s"
+            raise ValueError(f"leader election needs retryPeriod < renewDeadline < leaseDuration (now {values})")
         return self
 
 
 class OperatorSettings(_Config):
     concurrency: int = Field(8, ge=1, le=256)
     queue_size: int = Field(256, ge=1)
-    request_timeout: Duration = 10.0
+    # Total bound of each HyperNode request; with leader election it must fit in leaseDuration - renewDeadline.
+    request_timeout: Duration = 4.0
     retry_deadline: Duration = 60.0
     deletion_guard: DeletionGuardSettings = Field(default_factory=DeletionGuardSettings)
     status: StatusSettings = Field(default_factory=StatusSettings)
@@ -127,6 +130,20 @@ class OperatorSettings(_Config):
     provider_paths: list[str] = Field(default_factory=list)
     dry_run: bool = False
     admission: bool = True  # hold objects to Volcano's admission rules too
+
+    @model_validator(mode="after")
+    def _writes_end_before_the_lease(self) -> OperatorSettings:
+        # The leader's write gate closes at renewDeadline; a write sent just before must be answered
+        # or abandoned (requestTimeout) before the lease may expire for another replica.
+        election = self.leader_election
+        if election.enabled and not election.renew_deadline + self.request_timeout < election.lease_duration:
+            raise ValueError(
+                f"leaderElection.renewDeadline ({election.renew_deadline:g}s) + requestTimeout "
+                f"({self.request_timeout:g}s) must be less than leaderElection.leaseDuration "
+                f"({election.lease_duration:g}s): a write sent just before the renew deadline could still be "
+                "in flight when another replica takes over"
+            )
+        return self
 
 
 class Configuration(_Config):

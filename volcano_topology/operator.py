@@ -161,11 +161,15 @@ async def start_runtime(options: RunOptions, api: Any, config: Configuration, wa
     election = config.operator.leader_election
     if election.enabled:
         namespace = election.namespace or os.environ.get("POD_NAMESPACE") or options.source.namespace or "default"
+        # A client of its own (its own threads): nothing else the process does can delay a renewal.
+        lease_client = ClusterClient(
+            api, timeout=max(1.0, election.renew_deadline / 3), concurrency=2, name="lease-requests"
+        )
         runtime.elector = LeaderElector(
-            ClusterClient(api, timeout=max(1.0, election.renew_deadline / 3)), namespace, election.lease_name,
-            options.identity, lease_duration=election.lease_duration, renew_deadline=election.renew_deadline,
-            retry_period=election.retry_period, on_started_leading=controller.start_leading,
-            on_stopped_leading=controller.stop_leading,
+            lease_client, namespace, election.lease_name, options.identity,
+            request_timeout=config.operator.request_timeout, lease_duration=election.lease_duration,
+            renew_deadline=election.renew_deadline, retry_period=election.retry_period,
+            on_started_leading=controller.start_leading, on_stopped_leading=controller.stop_leading,
         )  # fmt: skip
         controller.gate = runtime.elector.is_leader
         runtime.tasks.append(asyncio.create_task(runtime.elector.run(), name="leader-election"))

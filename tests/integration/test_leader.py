@@ -26,7 +26,7 @@ async def test_never_two_leaders_even_when_the_leader_is_cut_off(
     lease = f"lease-{uuid.uuid4().hex[:6]}"
     direct = ClusterClient(hypernode_api, timeout=1.0)
     via_proxy = ClusterClient(kube.api_client(proxied_kubeconfig), timeout=1.0)
-    timings = {"lease_duration": 3.0, "renew_deadline": 2.0, "retry_period": 0.25}
+    timings = {"lease_duration": 3.0, "renew_deadline": 2.0, "retry_period": 0.25, "request_timeout": 0.5}
     a = LeaderElector(via_proxy, "default", lease, "a", **timings)
     b = LeaderElector(direct, "default", lease, "b", **timings)
     tasks = [asyncio.create_task(a.run())]
@@ -66,7 +66,7 @@ def test_standby_takes_over_after_the_leader_is_killed(
     election = {"enabled": True, "leaseName": f"vt-{uuid.uuid4().hex[:6]}", "namespace": "default",
                 "leaseDuration": "4s", "renewDeadline": "3s", "retryPeriod": "500ms"}  # fmt: skip
     entry = {"source": "emulated", "interval": "1s", "config": {"modelFile": "tiny-8"}}
-    config = write_config(tmp_path / "c.yaml", [entry], leaderElection=election)
+    config = write_config(tmp_path / "c.yaml", [entry], leaderElection=election, requestTimeout="800ms")
     a = launch(operators, control_plane, tmp_path, config=config, identity="operator-a")
     a.wait(lambda: a.metric("volcano_topology_leader") == 1, what="a leads")
     a.wait(lambda: len(cluster_hypernodes(hypernode_api, "emulated")) == 3, what="a wrote the tree")
@@ -86,7 +86,7 @@ def test_standby_takes_over_after_the_leader_is_killed(
     entry["config"]["changes"] = [
         {"at": 0, "addSwitch": {"name": "leaf-2", "parents": ["spine-0"], "nodes": ["node9"]}}
     ]
-    write_config(config, [entry], leaderElection=election)
+    write_config(config, [entry], leaderElection=election, requestTimeout="800ms")
     b.wait(lambda: "leaf-2" in cluster_hypernodes(hypernode_api, "emulated"), what="the new leader writes")
     assert b.metric("volcano_topology_writes_total", verb="create") == 1, "only what changed; the rest matched"
     print(f"failover after SIGKILL: {failover:.1f}s (lease 4s)")
