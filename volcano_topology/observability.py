@@ -45,6 +45,9 @@ class ControllerCollector(Collector):
             "guard": counter("deletion_guard_trips", "Snapshots refused by the deletion guard", "provider"),
             "restarts": counter("provider_restarts", "Provider restarts after a failure", "provider"),
             "scan_failures": counter("scan_failures", "Failed scans of scanning providers", "provider"),
+            "hung_scans": gauge(
+                "hung_scan_threads", "Blocking scans past their timeout whose threads still run", "provider"
+            ),
             "queue": gauge("queue_depth", "Events waiting in a provider's queue", "provider"),
             "last_sync": gauge(
                 "last_successful_sync_timestamp_seconds", "When a provider's events were last fully applied", "provider"
@@ -66,6 +69,7 @@ class ControllerCollector(Collector):
             provider = running.run.provider
             if isinstance(provider, ScanningProvider):
                 families["scan_failures"].add_metric([name], provider.stats.failures)
+                families["hung_scans"].add_metric([name], provider.threads.hung)
             families["queue"].add_metric([name], channel.events.qsize())
             if stats.last_sync is not None:
                 families["last_sync"].add_metric([name], stats.last_sync)

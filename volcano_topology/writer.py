@@ -57,6 +57,7 @@ from volcano_topology.plan import (
     Observed,
     Operation,
     Plan,
+    Update,
     describe_owner,
     matches,
     plan_changes,
@@ -669,7 +670,7 @@ class Writer:
                     await self._write_once(channel, op, written, fresh=attempts > 1)
             if isinstance(op, Delete):
                 channel.sync.pop(op.name, None)
-            elif not getattr(op, "release", False):
+            elif not _is_release(op):
                 channel.mark([op.name], True, "Applied", "matches what the provider reported")
         except ApplyError as refused:
             self._reply(channel, event, refused, attempts)
@@ -751,13 +752,14 @@ class Writer:
             stats.writes["update"] += 1
         else:
             written[name] = current
-            channel.owned[name] = desired
+            if not _is_release(op):
+                channel.owned[name] = desired
             return
         version = str((applied.get("metadata") or {}).get("resourceVersion", ""))
         channel.wrote(name, version)
         channel.deleted.discard(name)
         written[name] = Observed.from_dict(applied)
-        if not getattr(op, "release", False):
+        if not _is_release(op):
             channel.owned[name] = desired
 
     # -- helpers ---------------------------------------------------------------------
@@ -806,6 +808,10 @@ class Writer:
 
     def _log_plan(self, channel: ProviderChannel, plan: Plan, what: str) -> None:
         counts = plan.counts()
+        if plan.unordered:
+            # The observed or desired state already breaks the tree rules, so no safe order exists.
+            log.warning("provider %s: %s: no order keeps the tree strict for %s; written in tree order",
+                        channel.name, what, ", ".join(sorted(plan.unordered)))  # fmt: skip
         if self.settings.dry_run:
             for op in plan.operations:
                 log.warning("provider %s: dry run: would %s HyperNode %s", channel.name, _verb(op), op.name)
@@ -842,7 +848,14 @@ def _stale_if_conflict(exc: KubeError) -> Exception:
     return StaleRead(str(exc)) if exc.status == 409 else exc
 
 
+def _is_release(op: Operation) -> bool:
+    """The first of two writes of one object: only giving members up (see plan.py)."""
+    return isinstance(op, Update) and op.release
+
+
 def _verb(op: Operation) -> str:
+    if _is_release(op):
+        return "release"
     return {Create: "create", Delete: "delete"}.get(type(op), "update")
 
 

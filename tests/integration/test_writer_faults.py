@@ -177,3 +177,27 @@ async def test_a_name_taken_between_read_and_write_is_a_conflict_not_an_overwrit
     obj = cluster_hypernodes(hypernode_api)["f-race"]
     assert members(obj) == ["theirs"]
     assert "labels" not in obj["metadata"]
+
+
+async def test_a_name_taken_meanwhile_with_identical_values_is_a_conflict_and_left_as_it_was(
+    make_writer: WriterFactory, faults: FaultProxy, hypernode_api: client.ApiClient
+) -> None:
+    """A non-forced apply does not conflict when the values are the same: the managed fields show it."""
+    faults.add(Rule("PATCH", "/hypernodes/f-twin", action="delay", delay=1.0))
+    writer = make_writer(timeout=5.0)
+    channel = writer.open("fabric")
+    task = asyncio.create_task(writer.process(channel, [Event.create(leaf("f-twin", "n1"))]))
+    await wait_for(lambda: any(r.hits for r in faults.rules))  # our write is held at the proxy
+    twin = leaf("f-twin", "n1").to_dict()  # the same spec, made by hand, without our labels
+    await asyncio.to_thread(
+        client.CustomObjectsApi(hypernode_api).create_cluster_custom_object, GROUP, VERSION, PLURAL, twin
+    )
+    assert not await asyncio.wait_for(task, 30)
+    [reply] = drain(channel)
+    assert isinstance(reply.error, OwnershipConflict)
+    assert "created meanwhile" in str(reply.error)
+    obj = cluster_hypernodes(hypernode_api)["f-twin"]
+    assert "labels" not in obj["metadata"], "our labels were given back: the object is not taken over"
+    assert {f["manager"] for f in obj["metadata"]["managedFields"]} == {"OpenAPI-Generator"}
+    assert members(obj) == ["n1"]
+    assert "f-twin" not in channel.owned

@@ -6,24 +6,34 @@
   changed. When ``scan()`` raises, the error is logged and counted, the last good
   topology stays in the cluster, and the next scan waits with exponential backoff.
 - :func:`simple_provider`: the same from a plain function.
+
+A blocking (non-``async``) ``scan()`` runs on a daemon thread of its own (:class:`ScanThreads`),
+never on asyncio's default executor, which the rest of the process shares. A thread cannot be
+killed: a scan still running when ``scan_timeout`` passes is abandoned (counted as failed),
+keeps its thread until it returns, and counts against ``max_scan_threads``; while that many
+are still running no new scan starts (each such turn counts as failed). Daemon threads do
+not hold up interpreter exit, as the executor's joined worker threads would.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hashlib
 import inspect
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from volcano_topology.api import HyperNode
 from volcano_topology.provider import Event, Provider, ProviderContext, Reply
 from volcano_topology.sdk.tree import TreeBuilder
 
 Topology = Iterable[HyperNode] | TreeBuilder
+T = TypeVar("T")
 
 
 @dataclass
@@ -34,6 +44,84 @@ class ScanStats:
     snapshots: int = 0
     last_error: str | None = None
     last_success: float | None = None
+
+
+class ScanThreadsBusy(RuntimeError):
+    """No new blocking scan was started: ``limit`` earlier ones are still running."""
+
+
+class ScanThreads:
+    """Runs blocking calls on daemon threads, at most ``limit`` alive at once.
+
+    ``alive`` counts threads still running, including calls whose caller stopped waiting
+    (cancelled, e.g. by a timeout); ``hung`` counts those abandoned ones until they return.
+    """
+
+    def __init__(self, limit: int, name: str) -> None:
+        if limit < 1:
+            raise ValueError("at least one scan thread is needed")
+        self.limit, self.name = limit, name
+        self._lock = threading.Lock()
+        self._alive = 0
+        self._hung = 0
+        self._started = 0
+
+    @property
+    def alive(self) -> int:
+        return self._alive
+
+    @property
+    def hung(self) -> int:
+        return self._hung
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        """``fn()`` on a new daemon thread; raises :class:`ScanThreadsBusy`, starting nothing, at the limit.
+
+        Cancelling the caller does not stop the thread: the call counts as abandoned until it returns.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        state = {"finished": False, "abandoned": False}  # guarded by self._lock
+        with self._lock:
+            if self._alive >= self.limit:
+                raise ScanThreadsBusy(f"{self._alive} earlier scan(s) still running (at most {self.limit})")
+            self._alive += 1
+            self._started += 1
+            number = self._started
+        context = contextvars.copy_context()
+
+        def settle(ok: bool, value: Any) -> None:
+            if future.done():
+                return
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+        def target() -> None:
+            outcome: tuple[bool, Any]
+            try:
+                outcome = (True, context.run(fn))
+            except BaseException as exc:
+                outcome = (False, exc)
+            finally:
+                with self._lock:
+                    state["finished"] = True
+                    self._alive -= 1
+                    if state["abandoned"]:
+                        self._hung -= 1
+            with contextlib.suppress(RuntimeError):  # the event loop is closed: nobody is waiting any more
+                loop.call_soon_threadsafe(settle, *outcome)
+
+        threading.Thread(target=target, name=f"{self.name}-{number}", daemon=True).start()
+        try:
+            return await future
+        except asyncio.CancelledError:
+            with self._lock:
+                if not state["finished"]:
+                    state["abandoned"] = True
+                    self._hung += 1
+            raise
 
 
 def as_hypernodes(topology: Topology) -> tuple[HyperNode, ...]:
@@ -61,10 +149,13 @@ class ScanningProvider(Provider):
     # A scan that takes longer counts as failed (a hung vendor API must not freeze the provider).
     # A blocking scan() runs in a thread, which Python cannot stop: it is abandoned, not killed.
     scan_timeout: ClassVar[float] = 300.0
+    # Blocking scans in flight at once, hung ones included: bounds the threads a stuck vendor API can pin.
+    max_scan_threads: ClassVar[int] = 2
 
     def __init__(self, settings: Any = None) -> None:
         super().__init__(settings)
         self.stats = ScanStats()
+        self.threads = ScanThreads(self.max_scan_threads, f"scan-{type(self).__name__}")
         self._rescan = asyncio.Event()
         self._sent: str | None = None
 
@@ -92,7 +183,11 @@ class ScanningProvider(Provider):
         try:
             hypernodes = as_hypernodes(await asyncio.wait_for(self._call_scan(), self.scan_timeout))
         except TimeoutError:
-            return self._failed(ctx, f"scan() did not return within {self.scan_timeout:g}s")
+            hung = self.threads.hung
+            return self._failed(ctx, f"scan() did not return within {self.scan_timeout:g}s"
+                                     + (f" ({hung} scan thread(s) still running)" if hung else ""))  # fmt: skip
+        except ScanThreadsBusy as exc:
+            return self._failed(ctx, f"scan() not started: {exc}")
         except Exception as exc:
             return self._failed(ctx, f"{type(exc).__name__}: {exc}")
         self.stats.consecutive_failures = 0
@@ -117,7 +212,7 @@ class ScanningProvider(Provider):
             result: Topology = await self.scan()
             return result
         # A blocking vendor call must not stall the event loop (and with it every other provider).
-        outcome = await asyncio.to_thread(self.scan)
+        outcome = await self.threads.run(self.scan)
         if inspect.isawaitable(outcome):
             return await outcome
         return outcome
