@@ -263,10 +263,13 @@ class HyperNodeClient:
         A ``metadata.resourceVersion`` in ``body`` makes it conditional (409 when stale).
         Without ``force``, a field another manager set to a different value is a 409 conflict.
         """
-        applied: dict[str, Any] = await self._call(
+        # Raw content: the generated client maps only 200 to a body, so a create (201) would come back empty.
+        response = await self._call(
             "apply", self._objects.patch_cluster_custom_object, GROUP, VERSION, PLURAL, body["metadata"]["name"],
             body, field_manager=manager, force=force, _content_type="application/apply-patch+yaml",
+            _preload_content=False,
         )  # fmt: skip
+        applied: dict[str, Any] = json.loads(response.data) if response.data else {}
         return applied
 
     async def delete(self, name: str, uid: str, resource_version: str) -> bool:
