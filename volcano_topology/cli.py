@@ -69,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="log what would be written; write nothing")
     run.add_argument("--provider-path", action="append", default=[], metavar="DIR", help="extra provider directory")
     run.add_argument("--health-port", type=int, default=8080, help="port of /healthz, /readyz and /metrics")
+    run.add_argument(
+        "--health-address", default="0.0.0.0", help="address the health port listens on (default 0.0.0.0: all)"
+    )
     run.add_argument("--poll", type=float, default=5.0, help="seconds between configuration and status checks")
     run.add_argument("--drain", type=float, default=10.0, help="seconds queued writes get to finish on SIGTERM")
     run.add_argument("--identity", help="this replica's name in the leader Lease (default: host-pid-random)")
@@ -177,7 +180,7 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     options = RunOptions(
         source, kubeconfig=args.kubeconfig, dry_run=args.dry_run, provider_paths=tuple(args.provider_path),
-        health_port=args.health_port, poll=args.poll, drain=args.drain,
+        health_port=args.health_port, health_address=args.health_address, poll=args.poll, drain=args.drain,
     )  # fmt: skip
     if args.identity:
         options.identity = args.identity

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -84,18 +84,57 @@ class ControllerCollector(Collector):
         yield CounterMetricFamily(f"{PREFIX}_config_reloads", "Configurations loaded", value=c.state.reloads)
 
 
+log = logging.getLogger(__name__)
+
+LivenessCheck = Callable[[], bool]
+
+
+class HealthPortUnavailable(OSError):
+    """The health server could not listen on its address and port (in use, not permitted, no such address)."""
+
+
 class HealthServer:
-    """``/healthz`` (alive), ``/readyz`` (configuration loaded, caches synced; a leader's providers started),
-    ``/metrics`` (Prometheus)."""
+    """``/healthz`` (liveness), ``/readyz`` (configuration loaded, caches synced; a leader's providers
+    started), ``/metrics`` (Prometheus), served on ``host``:``port``.
+
+    Liveness is a set of named checks, each a callable returning True while healthy: given as
+    ``liveness`` or added with :meth:`add_liveness_check`. ``/healthz`` runs every check on each
+    request and answers 200 ``{"status": "ok", "checks": {...}}`` when all pass, else 503
+    ``{"status": "failing", "failing": [names], "checks": {...}}``; a check that raises counts as
+    failing. Checks run on the event loop: they must be quick and must not block.
+    """
 
     def __init__(
-        self, controller: Controller, leader: Callable[[], bool], caches_synced: Callable[[], bool], port: int
+        self,
+        controller: Controller,
+        leader: Callable[[], bool],
+        caches_synced: Callable[[], bool],
+        port: int,
+        *,
+        host: str = "0.0.0.0",  # probes come from the kubelet, not from inside the pod
+        liveness: Mapping[str, LivenessCheck] | None = None,
     ) -> None:
-        self.controller, self.leader, self.caches_synced, self.port = controller, leader, caches_synced, port
+        self.controller, self.leader, self.caches_synced = controller, leader, caches_synced
+        self.host, self.port = host, port
+        self.liveness: dict[str, LivenessCheck] = dict(liveness or {})
         self.registry = CollectorRegistry()
         self.registry.register(ControllerCollector(controller, leader))
         self.started = time.time()
         self._runner: web.AppRunner | None = None
+
+    def add_liveness_check(self, name: str, check: LivenessCheck) -> None:
+        """Make ``/healthz`` fail (503, naming ``name``) whenever ``check()`` is false or raises."""
+        self.liveness[name] = check
+
+    def liveness_checks(self) -> dict[str, bool]:
+        results: dict[str, bool] = {}
+        for name, check in self.liveness.items():
+            try:
+                results[name] = bool(check())
+            except Exception:
+                log.exception("liveness check %r raised", name)
+                results[name] = False
+        return results
 
     def checks(self) -> dict[str, bool]:
         checks = {
@@ -107,20 +146,38 @@ class HealthServer:
         return checks
 
     async def start(self) -> None:
+        """Listen, or raise :class:`HealthPortUnavailable` naming the address and port."""
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "0.0.0.0", self.port).start()  # probes come from the kubelet
+        try:
+            await web.TCPSite(self._runner, self.host, self.port).start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            self._runner = None
+            raise HealthPortUnavailable(
+                exc.errno, f"cannot serve /healthz, /readyz and /metrics on {self.host}:{self.port}: "
+                f"{exc.strerror or exc}"
+            ) from exc  # fmt: skip
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
 
     async def _healthz(self, _: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "uptimeSeconds": round(time.time() - self.started, 1)})
+        checks = self.liveness_checks()
+        failing = [name for name, ok in checks.items() if not ok]
+        body: dict[str, Any] = {
+            "status": "failing" if failing else "ok",
+            "uptimeSeconds": round(time.time() - self.started, 1),
+            "checks": checks,
+        }
+        if failing:
+            body["failing"] = failing
+        return web.json_response(body, status=503 if failing else 200)
 
     async def _readyz(self, _: web.Request) -> web.Response:
         checks = self.checks()

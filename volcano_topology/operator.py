@@ -28,7 +28,7 @@ from volcano_topology.config import ConfigError, Configuration, parse_configurat
 from volcano_topology.controller import ConfigSource, Controller
 from volcano_topology.kube import ClusterClient
 from volcano_topology.leader import LeaderElector
-from volcano_topology.observability import HealthServer
+from volcano_topology.observability import HealthPortUnavailable, HealthServer
 from volcano_topology.provider import Event
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ class RunOptions:
     dry_run: bool = False
     provider_paths: tuple[str, ...] = ()
     health_port: int = 8080
+    health_address: str = "0.0.0.0"  # probes come from the kubelet, not from inside the pod
     poll: float = 5.0
     drain: float = 10.0
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
@@ -106,10 +107,23 @@ def run(options: RunOptions) -> int:
     watch_nodes = config.operator.status.node_count if options.watch_nodes is None else options.watch_nodes
     registry = build_registry(watch_nodes)
     memo = kopf.Memo(options=options, api=api, config=config, watch_nodes=watch_nodes)
-    asyncio.run(
-        kopf.operator(registry=registry, clusterwide=True, standalone=True, memo=memo)  # kopf handles SIGTERM/SIGINT
-    )
+    try:
+        asyncio.run(
+            kopf.operator(registry=registry, clusterwide=True, standalone=True, memo=memo)  # kopf: SIGTERM/SIGINT
+        )
+    except Exception as exc:
+        if not _caused_by(exc, HealthPortUnavailable):
+            raise
+        return 1  # already logged, naming the address and port; kopf's wrapping adds nothing
     return 0
+
+
+def _caused_by(exc: BaseException | None, kind: type[BaseException]) -> bool:
+    while exc is not None:
+        if isinstance(exc, kind):
+            return True
+        exc = exc.__cause__
+    return False
 
 
 def build_registry(watch_nodes: bool) -> kopf.OperatorRegistry:
@@ -155,7 +169,17 @@ async def start_runtime(options: RunOptions, api: Any, config: Configuration, wa
     controller = Controller(
         api, options.source, poll=options.poll, dry_run=options.dry_run, provider_paths=options.provider_paths
     )
-    runtime = Runtime(options, controller, None, HealthServer(controller, lambda: False, lambda: False, 0))
+    health = HealthServer(
+        controller, lambda: runtime.is_leader(), lambda: runtime.ready.is_set(), options.health_port,
+        host=options.health_address,
+    )  # fmt: skip
+    runtime = Runtime(options, controller, None, health)
+    # Before anything campaigns or writes: a port in use is a configuration error, not worth retrying.
+    try:
+        await health.start()
+    except HealthPortUnavailable as exc:
+        log.error("%s; exiting", exc.strerror)
+        raise kopf.PermanentError(exc.strerror) from exc
     if watch_nodes:
         controller.nodes_view = runtime.nodes
     election = config.operator.leader_election
@@ -172,13 +196,12 @@ async def start_runtime(options: RunOptions, api: Any, config: Configuration, wa
             on_started_leading=controller.start_leading, on_stopped_leading=controller.stop_leading,
         )  # fmt: skip
         controller.gate = runtime.elector.is_leader
+        health.add_liveness_check("leader election renewing", runtime.elector.renewing)
         runtime.tasks.append(asyncio.create_task(runtime.elector.run(), name="leader-election"))
     else:
         await controller.start_leading()
     # Caches count as synced once kopf delivered the first watch event, or after a short grace for empty clusters.
     runtime.tasks.append(asyncio.create_task(_grace(runtime.ready, 5.0), name="cache-grace"))
-    runtime.health = HealthServer(controller, runtime.is_leader, runtime.ready.is_set, options.health_port)
-    await runtime.health.start()
     runtime.tasks.append(asyncio.create_task(controller.run(), name="controller"))
     log.warning("volcano-topology %s started (%s); configuration from %s", options.identity,
                 "leader election on" if runtime.elector else "no leader election", options.source)  # fmt: skip
