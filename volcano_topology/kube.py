@@ -203,7 +203,7 @@ class HyperNodeClient:
     Requests run on this client's own ``concurrency`` worker threads, at most ``concurrency``
     at a time (keep it at or below the connection pool size), each bounded in total by
     ``timeout`` (see the module docstring). Every failure surfaces as ``KubeError``; nothing
-    is retried here. ``requests`` counts requests attempted, by verb.
+    is retried here. ``requests`` counts calls by verb, including those the gate then stopped.
 
     ``gate`` (optional, e.g. the leader elector's ``is_leader``) is checked in the worker
     thread right before each request is sent; a closed gate raises :class:`NotLeading`

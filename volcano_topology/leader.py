@@ -11,12 +11,16 @@ Timing rules (all on this process's monotonic clock):
   Lease's ``resourceVersion``, so of two candidates racing for an expired lease one gets a 409.
 - :meth:`LeaderElector.is_leader`, the gate checked before every write request, is open only
   while ``now - renewed < renew_deadline`` and ``now - renewed + request_timeout <
-  lease_duration``. A write request sent while the gate is open (and bounded in total by
-  ``request_timeout``, as :mod:`volcano_topology.kube` does) is therefore answered or
-  abandoned client-side before any other candidate may take the lease.
+  lease_duration``. A write request whose gate check passed right before it was sent
+  (``HyperNodeClient(gate=...)`` checks in the worker thread, after any wait for a free
+  slot) and that is bounded in total by ``request_timeout`` (as :mod:`volcano_topology.kube`
+  does) is therefore answered or abandoned client-side before any other candidate may
+  take the lease. A gate checked earlier than that, e.g. before waiting for a slot, does
+  not give this guarantee.
   What this does not cover: bytes of an abandoned request already on the wire may still
-  reach the server later; writes are conditional on ``resourceVersion`` so that such a late
-  write is rejected (409) when the object changed meanwhile, e.g. by the next leader.
+  reach the server later. A late write that carries a ``resourceVersion`` (the writer's
+  updates and deletes do) is rejected (409) when the object changed meanwhile, e.g. by the
+  next leader; one that carries none (a create) is not.
 - The leader steps down (``on_stopped_leading``) as soon as it has not renewed for
   ``renew_deadline``; each attempt is cut off at that deadline rather than waited for.
 
