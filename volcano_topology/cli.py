@@ -62,9 +62,14 @@ def _parser() -> argparse.ArgumentParser:
     discover.set_defaults(handler=_discover)
 
     run = commands.add_parser("run", help="run the operator (cluster-wide, kopf)")
-    source = run.add_mutually_exclusive_group(required=True)
+    source = run.add_mutually_exclusive_group()
     source.add_argument("--config", help="configuration file (Volcano's networkTopologyDiscovery shape)")
-    source.add_argument("--config-map", help="NAMESPACE/NAME[:KEY] of a ConfigMap holding the configuration")
+    source.add_argument(
+        "--config-map",
+        help="NAMESPACE/NAME[:KEY] of a ConfigMap holding the configuration (default: the operator's own, "
+        "$POD_NAMESPACE/volcano-topology, else volcano-system/volcano-topology; not Volcano's, whose "
+        "built-in sources Volcano runs itself)",
+    )
     run.add_argument("--kubeconfig", help="kubeconfig (default: $KUBECONFIG, ~/.kube/config, or in-cluster)")
     run.add_argument("--dry-run", action="store_true", help="log what would be written; write nothing")
     run.add_argument("--provider-path", action="append", default=[], metavar="DIR", help="extra provider directory")
@@ -174,7 +179,7 @@ def _run(args: argparse.Namespace) -> int:
 
     configure_logging(logging.INFO if args.verbose else logging.WARNING, args.log_json)
     try:
-        source = ConfigSource.parse(args.config, args.config_map)
+        source = ConfigSource.parse(args.config, args.config_map or (None if args.config else default_config_map()))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -206,6 +211,12 @@ def _control_plane_build(_: argparse.Namespace) -> int:
     print(f"etcd {found.etcd_version}: {found.etcd}")
     print(f"control plane ready in {time.monotonic() - started:.0f}s", file=sys.stderr)
     return EXIT_OK
+
+
+def default_config_map() -> str:
+    import os
+
+    return f"{os.environ.get('POD_NAMESPACE') or 'volcano-system'}/volcano-topology"
 
 
 def _dev(args: argparse.Namespace) -> int:

@@ -51,12 +51,12 @@ def parse_duration(value: Any) -> float:
         text = value.strip()
         parts = _DURATION_PART.findall(text)
         if "".join(n + u for n, u in parts) != text:
-            raise ValueError(f"{value!r} is not a duration like 30s, 10m or 1h30m")
+            raise ValueError("not a duration like 30s, 10m or 1h30m")
         seconds = sum(float(n) * _UNITS[u] for n, u in parts)
     else:
-        raise ValueError(f"{value!r} is not a duration like 30s, 10m or 1h30m")
+        raise ValueError("not a duration like 30s, 10m or 1h30m")
     if seconds <= 0:
-        raise ValueError(f"{value!r}: a duration must be positive")
+        raise ValueError("a duration must be positive")
     return seconds
 
 
@@ -117,6 +117,16 @@ class LeaderElectionSettings(_Config):
         return self
 
 
+class VolcanoSettings(_Config):
+    """Where Volcano's own controller reads its discovery configuration, and what it can run itself."""
+
+    namespace: str = "volcano-system"
+    config_map: str = "volcano-controller-configmap"
+    key: str = "volcano-controller.conf"
+    # Volcano's controller runs these itself for every enabled entry of its ConfigMap.
+    builtin_sources: list[str] = Field(default_factory=lambda: ["label", "ufm"])
+
+
 class OperatorSettings(_Config):
     concurrency: int = Field(8, ge=1, le=256)
     queue_size: int = Field(256, ge=1)
@@ -130,6 +140,7 @@ class OperatorSettings(_Config):
     provider_paths: list[str] = Field(default_factory=list)
     dry_run: bool = False
     admission: bool = True  # hold objects to Volcano's admission rules too
+    volcano: VolcanoSettings = Field(default_factory=VolcanoSettings)
 
     @model_validator(mode="after")
     def _writes_end_before_the_lease(self) -> OperatorSettings:
@@ -172,7 +183,7 @@ def parse_configuration(text: str) -> Configuration:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError([f"not valid YAML: {exc}"]) from exc
+        raise ConfigError([f"not valid YAML: {yaml_problem(exc)}"]) from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -181,6 +192,16 @@ def parse_configuration(text: str) -> Configuration:
         return Configuration.model_validate(data)
     except ValidationError as exc:
         raise ConfigError([_place(e["loc"]) + ": " + e["msg"] for e in exc.errors()]) from exc
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """What is wrong and where, without quoting the text: the offending line may hold a credential."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        context = f"{exc.context}, " if exc.context else ""
+        return f"{context}{exc.problem or 'syntax error'}{where}"
+    return type(exc).__name__
 
 
 def _place(loc: tuple[int | str, ...]) -> str:

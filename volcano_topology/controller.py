@@ -12,8 +12,15 @@ and the Secrets it references, and makes the running providers match:
   its HyperNodes are kept.
 
 Providers and writes run only while this replica leads (``start_leading``/``stop_leading``).
-Status (the ``Synced`` condition, and ``nodeCount`` when enabled) is written for owned
-HyperNodes only, and only when it differs.
+Status (the ``Synced`` condition, and ``nodeCount`` when enabled) is written only to
+HyperNodes owned by a provider this operator runs, only when it differs, under a status
+field manager of its own (``volcano-topology/<provider>/status``), and conditional on the
+resourceVersion it was computed from.
+
+Coexistence with Volcano: Volcano's controller runs its built-in discoverers for every
+enabled entry of its own ConfigMap and deletes the HyperNodes of that source it did not
+discover itself. A source Volcano runs (``operator.volcano``: its ConfigMap and built-in
+sources) is never run here: it is reported in the log, as an Event and in ``/readyz``.
 """
 
 from __future__ import annotations
@@ -33,14 +40,13 @@ from typing import Any
 from kubernetes import client
 
 from volcano_topology import ownership, registry
-from volcano_topology.api import HyperNode
 from volcano_topology.config import ConfigError, Configuration, DiscoveryEntry, parse_configuration
-from volcano_topology.kube import ClusterClient, HyperNodeClient, KubeError
+from volcano_topology.kube import ClusterClient, HyperNodeClient, KubeError, NotLeading
 from volcano_topology.plan import DeletionGuard, Observed
 from volcano_topology.provider import Event
 from volcano_topology.retries import RetryPolicy
 from volcano_topology.runner import ProviderRun
-from volcano_topology.status import condition, node_counts, status_differs
+from volcano_topology.status import condition, node_count, status_differs
 from volcano_topology.writer import Writer, WriterSettings
 
 log = logging.getLogger(__name__)
@@ -102,8 +108,8 @@ class Running:
 class Desired:
     entry: DiscoveryEntry
     loaded: registry.LoadedProvider
-    credentials: dict[str, bytes]
-    fingerprint: str
+    credentials: dict[str, bytes] = field(repr=False)  # never in a log line or an error message
+    fingerprint: str = ""
 
 
 @dataclass
@@ -186,6 +192,14 @@ class Controller:
             await asyncio.gather(*(r.run.stop(grace=2.0, drain=drain) for r in self.runs.values()))
             self.runs.clear()
 
+    def writer_problems(self) -> list[str]:
+        """Writers with work waiting and no batch finished lately (readiness)."""
+        return self.writer.problems() if self.writer is not None and self.leading else []
+
+    def writers_alive(self) -> bool:
+        """False while a writer has been inside one batch for too long (liveness: a restart is the cure)."""
+        return self.writer is None or not self.writer.stuck()
+
     # -- configuration ---------------------------------------------------------------
 
     async def _reconcile_config(self) -> None:
@@ -198,7 +212,11 @@ class Controller:
         self.state.errors.pop("(configuration)", None)
         desired: dict[str, Desired] = {}
         operator = json.dumps(config.operator.model_dump(mode="json"), sort_keys=True)
+        volcano_runs = await self._volcano_sources(config, text, version)
         for source, entry in config.enabled().items():
+            if source in volcano_runs:
+                await self._config_error(source, volcano_runs[source])
+                continue
             try:
                 desired[source] = await self._resolve(entry, operator, config.operator.provider_paths)
                 self.state.errors.pop(source, None)
@@ -208,13 +226,48 @@ class Controller:
                 await self._config_error(source, f"{exc}{kept}")
                 if previous is not None:
                     desired[source] = previous
-        for gone in set(self.state.errors) - set(config.enabled()) - {"(configuration)"}:
+        for gone in set(self.state.errors) - set(config.enabled()) - {"(configuration)", "(volcano)"}:
             self.state.errors.pop(gone, None)
         if version != self.state.config_version:
             self.state.reloads += 1
             log.info("configuration from %s: %d provider(s) enabled", self.source, len(desired))
         self.state.config, self.state.config_version, self.state.desired = config, version, desired
         self.config_loaded.set()
+
+    async def _volcano_sources(self, config: Configuration, text: str, version: str) -> dict[str, str]:
+        """Sources Volcano's own controller runs (source -> why it is not run here)."""
+        volcano = config.operator.volcano
+        builtin = set(volcano.builtin_sources)
+        here = self.source.namespace == volcano.namespace and self.source.name == volcano.config_map
+        if here:
+            theirs, where = config, f"this ConfigMap ({self.source})"
+        else:
+            where = f"Volcano's ConfigMap {volcano.namespace}/{volcano.config_map}"
+            try:
+                found = await self.cluster.get_config_map(volcano.namespace, volcano.config_map)
+            except KubeError as exc:
+                if exc.status != 403:
+                    log.warning("could not read %s: %s", where, exc)
+                return {}
+            if found is None:
+                self.state.errors.pop("(volcano)", None)
+                return {}
+            data: dict[str, str] = found.get("data") or {}
+            try:
+                theirs = parse_configuration(data.get(volcano.key, ""))
+                self.state.errors.pop("(volcano)", None)
+            except ConfigError as exc:
+                await self._config_error("(volcano)", f"{where}: {exc}; assuming it runs no source")
+                return {}
+        return {
+            source: (
+                f"provider {source!r} is not run: Volcano's controller runs its built-in {source!r} discovery for "
+                f"the enabled entry in {where}, and two writers of one source delete each other's HyperNodes "
+                "forever. Disable it there, or give this operator's entry another source name"
+            )
+            for source in theirs.enabled()
+            if source in builtin and source in config.enabled()
+        }
 
     async def _resolve(self, entry: DiscoveryEntry, operator: str, paths: list[str]) -> Desired:
         credentials = await self._credentials(entry)
@@ -317,31 +370,34 @@ class Controller:
             return
         items = await HyperNodeClient(self.api, timeout=config.operator.request_timeout).list()
         observed = [Observed.from_dict(item) for item in items]
-        owned = [o for o in observed if o.owner is not None and o.hypernode is not None]
-        counts: dict[str, int] = {}
-        if wanted.node_count:
-            nodes = self.nodes_view() if self.nodes_view else await self.cluster.list_nodes()
-            parsed: dict[str, HyperNode] = {o.name: o.hypernode for o in observed if o.hypernode is not None}
-            counts = node_counts(parsed, nodes)
+        # Only objects of providers running here: another operator's objects are not ours to describe.
+        owned = [o for o in observed if o.owner in self.runs and o.hypernode is not None]
+        nodes = (self.nodes_view() if self.nodes_view else await self.cluster.list_nodes()) if wanted.node_count else {}
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         raw = {item["metadata"]["name"]: item for item in items}
         for item in owned:
-            assert item.owner is not None
+            assert item.owner is not None and item.hypernode is not None
             current = raw[item.name].get("status") or {}
             desired: dict[str, Any] = {}
             if wanted.node_count:
-                desired["nodeCount"] = counts.get(item.name, 0)
-            running = self.runs.get(item.owner)
-            state = running.run.channel.sync.get(item.name) if running else None
+                desired["nodeCount"] = node_count(item.hypernode, nodes)
+            state = self.runs[item.owner].run.channel.sync.get(item.name)
             if wanted.conditions and state is not None:
                 generation = raw[item.name]["metadata"].get("generation")
                 desired["conditions"] = [condition(state, current.get("conditions"), generation, now)]
                 await self._notify(item.name, state.synced, state.reason, state.message)
             if desired and status_differs(desired, current) and self.gate():
                 try:
-                    await self.cluster.apply_hypernode_status(item.name, desired, ownership.field_manager(item.owner))
+                    await self.cluster.apply_hypernode_status(
+                        item.name, desired, ownership.status_manager(item.owner),
+                        resource_version=item.resource_version, gate=self.gate,
+                    )  # fmt: skip
                 except KubeError as exc:
-                    log.warning("status of HyperNode %s not written: %s", item.name, exc)
+                    # 409: the object changed since it was read; the next pass computes it afresh.
+                    log.log(logging.INFO if exc.status == 409 else logging.WARNING,
+                            "status of HyperNode %s not written: %s", item.name, exc)  # fmt: skip
+                except NotLeading:
+                    return
 
     async def _notify(self, name: str, synced: bool, reason: str, message: str) -> None:
         """A Warning Event on a HyperNode that stopped being in sync (once per distinct problem)."""
