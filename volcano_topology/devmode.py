@@ -70,8 +70,9 @@ def run_dev(options: DevOptions) -> int:
         say(f"  configuration: {config} (edit it: the operator reloads it)")
         say("Ctrl-C stops everything this command started.")
         os.environ["KUBECONFIG"] = str(plane.kubeconfig)
+        # Loopback only: a developer's machine is not a pod, and its health port is nobody else's business.
         run_options = RunOptions(ConfigSource(file=config), kubeconfig=str(plane.kubeconfig),
-                                 health_port=options.health_port, poll=2.0)  # fmt: skip
+                                 health_port=options.health_port, health_address="127.0.0.1", poll=2.0)  # fmt: skip
         asyncio.run(_operate(run_options, api, parse_configuration(config.read_text()), started, options.once))
     finally:
         say("stopping kube-apiserver and etcd")

@@ -53,6 +53,11 @@ class ControllerCollector(Collector):
                 "last_successful_sync_timestamp_seconds", "When a provider's events were last fully applied", "provider"
             ),
             "owned": gauge("owned_hypernodes", "HyperNodes a provider owns, as last applied", "provider"),
+            "repairs": counter("repairs", "Owned HyperNodes put back after someone else changed them", "provider"),
+            "contested": gauge(
+                "contested_hypernodes", "Owned HyperNodes another writer keeps changing, left alone", "provider"
+            ),
+            "crashes": counter("writer_errors", "Unexpected exceptions the writer survived", "provider"),
         }
         latency = SummaryMetricFamily(f"{PREFIX}_apply_seconds", "Time to apply a batch of events", labels=["provider"])
         for name, running in sorted(c.runs.items()):
@@ -71,6 +76,9 @@ class ControllerCollector(Collector):
                 families["scan_failures"].add_metric([name], provider.stats.failures)
                 families["hung_scans"].add_metric([name], provider.threads.hung)
             families["queue"].add_metric([name], channel.events.qsize())
+            families["repairs"].add_metric([name], stats.repairs)
+            families["contested"].add_metric([name], sum(channel.is_contested(n) for n in list(channel.contested)))
+            families["crashes"].add_metric([name], stats.crashes)
             if stats.last_sync is not None:
                 families["last_sync"].add_metric([name], stats.last_sync)
             families["owned"].add_metric([name], len(channel.owned))
@@ -143,6 +151,7 @@ class HealthServer:
         }
         if self.leader():
             checks["providers started"] = self.controller.providers_started.is_set()
+            checks["writers making progress"] = not self.controller.writer_problems()
         return checks
 
     async def start(self) -> None:
@@ -181,8 +190,9 @@ class HealthServer:
 
     async def _readyz(self, _: web.Request) -> web.Response:
         checks = self.checks()
-        body = {"ready": all(checks.values()), "leader": self.leader(), "checks": checks,
-                "errors": dict(self.controller.state.errors)}  # fmt: skip
+        errors = dict(self.controller.state.errors)
+        errors.update((f"(writer {i})", problem) for i, problem in enumerate(self.controller.writer_problems()))
+        body = {"ready": all(checks.values()), "leader": self.leader(), "checks": checks, "errors": errors}
         return web.json_response(body, status=200 if body["ready"] else 503)
 
     async def _metrics(self, _: web.Request) -> web.Response:

@@ -11,7 +11,6 @@ peering only pauses watches, it is not leader election).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -23,13 +22,12 @@ from typing import Any
 import kopf
 
 from volcano_topology import kube, ownership
-from volcano_topology.api import GROUP, PLURAL, VERSION, HyperNode
+from volcano_topology.api import GROUP, PLURAL, VERSION
 from volcano_topology.config import ConfigError, Configuration, parse_configuration
 from volcano_topology.controller import ConfigSource, Controller
 from volcano_topology.kube import ClusterClient
 from volcano_topology.leader import LeaderElector
 from volcano_topology.observability import HealthPortUnavailable, HealthServer
-from volcano_topology.provider import Event
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +200,7 @@ async def start_runtime(options: RunOptions, api: Any, config: Configuration, wa
         await controller.start_leading()
     # Caches count as synced once kopf delivered the first watch event, or after a short grace for empty clusters.
     runtime.tasks.append(asyncio.create_task(_grace(runtime.ready, 5.0), name="cache-grace"))
+    health.add_liveness_check("writers not stuck", controller.writers_alive)
     runtime.tasks.append(asyncio.create_task(controller.run(), name="controller"))
     log.warning("volcano-topology %s started (%s); configuration from %s", options.identity,
                 "leader election on" if runtime.elector else "no leader election", options.source)  # fmt: skip
@@ -229,22 +228,16 @@ async def stop_runtime(runtime: Runtime) -> None:
 
 
 async def put_back_drift(runtime: Runtime, body: dict[str, Any], change: str | None) -> None:
-    """Someone edited or deleted an owned HyperNode: queue its provider's last desired state again."""
+    """An owned HyperNode changed or went: ask its provider's writer to reconcile it by name.
+
+    The writer decides later, against the provider's latest desired state, whether this was
+    drift at all: the echo of its own write or delete is not.
+    """
     controller = runtime.controller
-    labels = (body.get("metadata") or {}).get("labels") or {}
-    name = (body.get("metadata") or {}).get("name")
-    provider = ownership.owner_of(labels)
+    metadata = body.get("metadata") or {}
+    provider = ownership.owner_of(metadata.get("labels") or {})
+    name = metadata.get("name")
     if not controller.leading or provider is None or provider not in controller.runs or name is None:
         return
     channel = controller.runs[provider].run.channel
-    desired = channel.owned.get(name)
-    if desired is None:
-        return
-    if change != "DELETED":
-        with contextlib.suppress(ValueError):
-            if HyperNode.model_validate(body).spec == desired.spec:
-                return
-    log.warning("HyperNode %s was %s outside volcano-topology; restoring provider %s's version", name,
-                "deleted" if change == "DELETED" else "changed", provider)  # fmt: skip
-    with contextlib.suppress(asyncio.QueueFull):
-        channel.events.put_nowait(Event.update(desired))
+    channel.suspect(name, metadata.get("resourceVersion"), deleted=change == "DELETED")

@@ -64,3 +64,33 @@ async def test_a_port_in_use_is_an_error_naming_the_address_and_port(tmp_path: P
         port = taken.getsockname()[1]
         with pytest.raises(HealthPortUnavailable, match=f"127.0.0.1:{port}"):
             await health(tmp_path, port).start()
+
+
+async def test_a_writer_that_makes_no_progress_fails_readiness_and_a_stuck_one_liveness(tmp_path: Path) -> None:
+    from volcano_topology.provider import Event
+    from volcano_topology.writer import Writer, WriterSettings
+
+    port = free_port()
+    server = health(tmp_path, port)
+    server.leader = lambda: True
+    controller = server.controller
+    controller.leading = True
+    controller.writer = Writer(None, WriterSettings(stall_after=60.0, stuck_after=600.0))  # type: ignore[arg-type]
+    channel = controller.writer.open("fabric")
+    server.add_liveness_check("writers not stuck", controller.writers_alive)
+    await server.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        status, body = await asyncio.to_thread(get, f"{base}/readyz")
+        assert body["checks"]["writers making progress"] is True
+        channel.events.put_nowait(Event.delete("x"))
+        channel.last_progress -= 61  # work waiting, and no batch finished for over a minute
+        status, body = await asyncio.to_thread(get, f"{base}/readyz")
+        assert status == 503 and body["checks"]["writers making progress"] is False
+        assert any("provider fabric: 1 event(s) waiting" in e for e in body["errors"].values())
+        assert (await asyncio.to_thread(get, f"{base}/healthz"))[0] == 200, "slow is not dead"
+        channel.busy_since = channel.last_progress - 600  # inside one batch for over ten minutes
+        status, body = await asyncio.to_thread(get, f"{base}/healthz")
+        assert (status, body["failing"]) == (503, ["writers not stuck"])
+    finally:
+        await server.stop()
