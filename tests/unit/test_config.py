@@ -76,3 +76,18 @@ def test_json_logs() -> None:
         "volcano_topology.x",
         "provider ufm failed",
     )
+
+
+def test_run_reads_its_own_config_map_by_default_not_volcanos(monkeypatch: pytest.MonkeyPatch) -> None:
+    from volcano_topology.cli import default_config_map
+    from volcano_topology.controller import ConfigSource
+
+    monkeypatch.delenv("POD_NAMESPACE", raising=False)
+    assert default_config_map() == "volcano-system/volcano-topology"
+    monkeypatch.setenv("POD_NAMESPACE", "gpu-ops")
+    source = ConfigSource.parse(None, default_config_map())
+    assert (source.namespace, source.name) == ("gpu-ops", "volcano-topology")
+    volcano = parse_configuration("").operator.volcano
+    assert (volcano.namespace, volcano.config_map, volcano.builtin_sources) == (
+        "volcano-system", "volcano-controller-configmap", ["label", "ufm"],
+    )  # fmt: skip
