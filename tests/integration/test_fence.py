@@ -27,10 +27,13 @@ from volcano_topology.leader import LeaderElector
 WRITER = "fence.volcano-topology.test/writer"
 MANAGER = "fence-test"
 
-# Lease 4 s, renew deadline 2.5 s, writes bounded by 1 s: 2.5 + 1 < 4.
-LEASE, RENEW, WRITE_TIMEOUT, RETRY = 4.0, 2.5, 1.0, 0.25
+# Lease 5 s, renew deadline 2.5 s, writes bounded by 1 s: 2.5 + 1 < 5, with room for a slow machine.
+LEASE, RENEW, WRITE_TIMEOUT, RETRY = 5.0, 2.5, 1.0, 0.25
 WRITE_DELAY = 0.9  # what the proxy holds each of A's HyperNode writes: just under the request timeout
-LATE_ANSWER = 1.2  # A's last successful renewal: applied by the server at once, answered this late
+# A's last successful renewal is applied by the server at once but answered this late. Timed from
+# the answer (as before this fence), A would keep writing until 2.2 + 2.5 + 0.9 s: past the lease.
+LATE_ANSWER = 2.2
+LEASE_CLIENT_TIMEOUT = 2.4  # lets that late answer arrive
 
 
 def leaf(name: str, node: str, writer: str, resource_version: str | None = None) -> dict[str, Any]:
@@ -130,9 +133,9 @@ async def test_a_deposed_leader_lands_no_write_after_the_new_leaders_first(
 
     proxied = kube.api_client(proxied_kubeconfig)
     timings = {"lease_duration": LEASE, "renew_deadline": RENEW, "request_timeout": WRITE_TIMEOUT}
-    a = LeaderElector(ClusterClient(proxied, timeout=1.5, concurrency=2), "default", lease, "a",
+    a = LeaderElector(ClusterClient(proxied, timeout=LEASE_CLIENT_TIMEOUT, concurrency=2), "default", lease, "a",
                       retry_period=RETRY, **timings)  # fmt: skip
-    b = LeaderElector(ClusterClient(hypernode_api, timeout=1.5, concurrency=2), "default", lease, "b",
+    b = LeaderElector(ClusterClient(hypernode_api, timeout=LEASE_CLIENT_TIMEOUT, concurrency=2), "default", lease, "b",
                       retry_period=0.1, **timings)  # fmt: skip
     a_writes = HyperNodeClient(proxied, concurrency=len(names), timeout=WRITE_TIMEOUT, gate=a.is_leader)
     b_writes = HyperNodeClient(hypernode_api, concurrency=len(names), timeout=WRITE_TIMEOUT, gate=b.is_leader)
