@@ -140,6 +140,7 @@ class Controller:
         self.provider_paths = provider_paths
         self.nodes_view = nodes
         self.cluster = ClusterClient(api)
+        self._status: tuple[float, HyperNodeClient, ClusterClient] | None = None
         self.state = ControllerState()
         self.runs: dict[str, Running] = {}
         self.writer: Writer | None = None
@@ -183,7 +184,7 @@ class Controller:
         async with self._lock:
             await asyncio.gather(*(r.run.stop(grace=1.0, drain=0.0) for r in self.runs.values()))
             self.runs.clear()
-            self.writer = None
+            self._replace_writer(None)
             self.providers_started.clear()
 
     async def shutdown(self, drain: float = 10.0) -> None:
@@ -309,9 +310,18 @@ class Controller:
 
     # -- providers -------------------------------------------------------------------
 
+    def _replace_writer(self, writer: Writer | None) -> None:
+        """Its providers are stopped already: the old writer's request threads can go."""
+        if self.writer is not None:
+            self.writer.client.close()
+        self.writer = writer
+
     def _writer_for(self, config: Configuration) -> Writer:
         settings = config.operator
-        kube = HyperNodeClient(self.api, concurrency=settings.concurrency, timeout=settings.request_timeout)
+        # The gate is checked again in the worker thread right before each request is sent.
+        kube = HyperNodeClient(
+            self.api, concurrency=settings.concurrency, timeout=settings.request_timeout, gate=lambda: self.gate()
+        )
         return Writer(
             kube,
             WriterSettings(
@@ -321,7 +331,7 @@ class Controller:
                 admission=settings.admission,
                 dry_run=self.dry_run or settings.dry_run,
             ),
-            gate=self.gate,
+            gate=lambda: self.gate(),
         )
 
     async def _reconcile_providers(self) -> None:
@@ -338,13 +348,15 @@ class Controller:
             if source not in desired and config.operator.removed_providers == "delete":
                 await self._delete_all_of(source, config)
         if self.writer is None or not self.runs:  # first start, or every provider restarts (settings changed)
-            self.writer = self._writer_for(config)
+            self._replace_writer(self._writer_for(config))
+        writer = self.writer
+        assert writer is not None
         for source, want in desired.items():
             if source in self.runs:
                 continue
             provider = registry.instantiate(want.loaded, want.entry.config)
             run = ProviderRun(
-                source, provider, self.writer, interval=want.entry.interval,
+                source, provider, writer, interval=want.entry.interval,
                 nodes=self.nodes_view() if self.nodes_view else None, credentials=want.credentials,
             )  # fmt: skip
             run.start()
@@ -356,7 +368,10 @@ class Controller:
         cleaner = self._writer_for(config)
         cleaner.settings = WriterSettings(guard=DeletionGuard(1.0, allow_empty=True), dry_run=cleaner.settings.dry_run)
         channel = cleaner.open(source)
-        await cleaner.process(channel, [Event.snapshot([])])
+        try:
+            await cleaner.process(channel, [Event.snapshot([])])
+        finally:
+            cleaner.client.close()
         log.warning("provider %s: removed from the configuration; its HyperNodes were deleted", source)
 
     # -- status ----------------------------------------------------------------------
@@ -368,7 +383,8 @@ class Controller:
         wanted = config.operator.status
         if not (wanted.conditions or wanted.node_count):
             return
-        items = await HyperNodeClient(self.api, timeout=config.operator.request_timeout).list()
+        hypernodes, status_client = self._status_clients(config.operator.request_timeout)
+        items = await hypernodes.list()
         observed = [Observed.from_dict(item) for item in items]
         # Only objects of providers running here: another operator's objects are not ours to describe.
         owned = [o for o in observed if o.owner in self.runs and o.hypernode is not None]
@@ -388,7 +404,7 @@ class Controller:
                 await self._notify(item.name, state.synced, state.reason, state.message)
             if desired and status_differs(desired, current) and self.gate():
                 try:
-                    await self.cluster.apply_hypernode_status(
+                    await status_client.apply_hypernode_status(
                         item.name, desired, ownership.status_manager(item.owner),
                         resource_version=item.resource_version, gate=self.gate,
                     )  # fmt: skip
@@ -398,6 +414,19 @@ class Controller:
                             "status of HyperNode %s not written: %s", item.name, exc)  # fmt: skip
                 except NotLeading:
                     return
+
+    def _status_clients(self, timeout: float) -> tuple[HyperNodeClient, ClusterClient]:
+        """Clients for status, kept across passes; their timeout is the writes' so the fence covers them."""
+        if self._status is None or self._status[0] != timeout:
+            if self._status is not None:
+                self._status[1].close()
+                self._status[2].close()
+            self._status = (
+                timeout,
+                HyperNodeClient(self.api, concurrency=2, timeout=timeout),
+                ClusterClient(self.api, timeout=timeout, concurrency=2, name="status-requests"),
+            )
+        return self._status[1], self._status[2]
 
     async def _notify(self, name: str, synced: bool, reason: str, message: str) -> None:
         """A Warning Event on a HyperNode that stopped being in sync (once per distinct problem)."""

@@ -50,6 +50,7 @@ from typing import Any
 from volcano_topology import ownership
 from volcano_topology.api import GROUP, VERSION, HyperNode
 from volcano_topology.kube import HyperNodeClient, KubeError
+from volcano_topology.kube import NotLeading as KubeNotLeading
 from volcano_topology.plan import (
     Create,
     Delete,
@@ -250,8 +251,9 @@ def _malformation(event: Any) -> str | None:
     return None
 
 
-class NotLeading(Exception):
-    """This replica may not write now (it is not, or no longer surely, the leader)."""
+# Raised where a write would be sent while this replica may not write (not, or no longer surely, the
+# leader): by the writer's own gate check, and by the client's check right before sending.
+NotLeading = KubeNotLeading
 
 
 class Writer:
@@ -375,6 +377,10 @@ class Writer:
             return True
         try:
             observed = await self._observe()
+        except NotLeading:
+            channel.retained = batch.kept()  # for this replica's next term; the next leader reads the cluster itself
+            channel.retry_at = time.monotonic() + self.settings.resync_after_failure
+            return False
         except (KubeError, StaleRead) as exc:
             self._give_up(channel, batch, exc)
             return False
@@ -386,7 +392,7 @@ class Writer:
                 if batch.snapshot is not None:
                     observed = await self._observe()  # the snapshot changed what the events apply to
                 await self._apply_singles(channel, batch.singles, observed, outcome)
-            except (KubeError, StaleRead):
+            except (KubeError, StaleRead, NotLeading):
                 outcome.failed = outcome.transient = True
         kept = batch.kept() if outcome.transient else []
         kept_names = {e.target for e in kept}
@@ -481,7 +487,7 @@ class Writer:
                 for item in list(remaining):
                     try:
                         fresh = await self._observe()
-                    except (KubeError, StaleRead):
+                    except (KubeError, StaleRead, NotLeading):
                         outcome.failed = outcome.transient = True  # a stale view could let two claims through
                         return
                     found = await self._try_singles(channel, [item], fresh, outcome)
@@ -497,7 +503,7 @@ class Writer:
                 for item in remaining:
                     try:
                         found = await self._try_singles(channel, [item], await self._observe(), outcome)
-                    except (KubeError, StaleRead):
+                    except (KubeError, StaleRead, NotLeading):
                         outcome.failed = outcome.transient = True
                         return
                     if found:
@@ -589,7 +595,7 @@ class Writer:
             return
         try:
             observed = await self._observe()
-        except (KubeError, StaleRead):
+        except (KubeError, StaleRead, NotLeading):
             channel.suspects = {**suspects, **channel.suspects}  # try again with the next wake-up
             channel.retry_at = time.monotonic() + self.settings.resync_after_failure
             return
