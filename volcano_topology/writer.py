@@ -290,7 +290,7 @@ class Writer:
                 channel.busy_since = time.monotonic()
                 if events:
                     await self.process(channel, events)
-                if channel.suspects:
+                if channel.suspects and not channel.retained:
                     await self.repair(channel)
                 failures = 0
             except asyncio.CancelledError:
@@ -331,7 +331,8 @@ class Writer:
 
     async def _next_batch(self, channel: ProviderChannel) -> list[Any]:
         """Kept events plus whatever is queued; waits for an event, a repair, or the time to retry kept ones."""
-        if not channel.suspects:
+        # Repairs wait while a failed batch is kept: what differs then is mostly our own unfinished plan.
+        if not channel.suspects or channel.retained:
             deadlines = [channel.retry_at] if channel.retry_at is not None else []
             deadlines += channel.held.values()
             timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
@@ -340,8 +341,10 @@ class Writer:
             channel.wake.clear()
             getter = asyncio.ensure_future(channel.events.get())
             waker = asyncio.ensure_future(channel.wake.wait())
+            # A kept batch is retried at its time or with new events, not early because the watch spoke.
+            waits = {getter} if channel.retained else {getter, waker}
             try:
-                await asyncio.wait({getter, waker}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 waker.cancel()
                 if not getter.done():

@@ -238,3 +238,28 @@ async def test_an_object_another_writer_keeps_changing_is_contested_not_fought_o
     await settled(channel)
     assert [w.name for w in faults.writes()] == ["ct-b"]
     assert "ct-a" not in cluster_hypernodes(hypernode_api)
+
+
+async def test_repairs_wait_while_a_failed_batch_is_kept(
+    make_writer: WriterFactory, faults: FaultProxy, hypernode_api: client.ApiClient, running: list[Any]
+) -> None:
+    policy = RetryPolicy(initial=0.01, maximum=0.02, jitter=0.0, attempts=2, deadline=1.0)
+    writer = make_writer(retry=policy, resync_after_failure=0.3)
+    channel = writer.open("fabric")
+    start(writer, channel, running)
+    await channel.events.put(Event.snapshot([leaf("rw-a", "n1"), leaf("rw-b", "n2")]))
+    await settled(channel)
+    outage = faults.add(Rule("PATCH", "/hypernodes/rw-a", status=503, reason="ServiceUnavailable", times=10**6))
+    await channel.events.put(Event.snapshot([leaf("rw-a", "n1", "n3"), leaf("rw-b", "n2")]))
+    await wait_for(lambda: channel.retained != [])
+    edited = foreign_edit(hypernode_api, "rw-b", "intruder")
+    channel.suspect("rw-b", edited["metadata"]["resourceVersion"], deleted=False)
+    await asyncio.sleep(1.0)
+    assert channel.stats.repairs == 0, "no repair while our own plan is unfinished"
+    assert channel.suspects, "the suspect is kept for later"
+    outage.times = 0
+    await settled(channel)
+    objects = cluster_hypernodes(hypernode_api)
+    assert (members(objects["rw-a"]), members(objects["rw-b"])) == (["n1", "n3"], ["n2"])
+    assert channel.stats.repairs == 0, "the kept snapshot, once applied, had already put rw-b right"
+    assert not channel.suspects
