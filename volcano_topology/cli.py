@@ -91,11 +91,22 @@ def _parser() -> argparse.ArgumentParser:
     build.set_defaults(handler=_control_plane_build)
 
     dev = commands.add_parser(
-        "dev", help="a local control plane, emulated nodes and the operator with the emulated fabric, all in one"
+        "dev",
+        help="a local control plane and the operator, with a live HyperNode tree: the emulated fabric, "
+        "or your own providers with --config",
     )
     dev.add_argument("--workdir", type=Path, help="where to keep certificates, data and logs (default: a temp dir)")
-    dev.add_argument("--model", default="small-64", help="an emulated fabric model: a shipped name or a file")
-    dev.add_argument("--interval", default="5s", help="how often the emulated provider scans")
+    dev.add_argument(
+        "--config",
+        type=Path,
+        help="run the providers this configuration file enables (networkTopologyDiscovery shape) instead of the "
+        "emulated fabric; editing the file reloads them",
+    )
+    dev.add_argument(
+        "--provider-path", action="append", default=[], metavar="DIR", help="extra provider directory (with --config)"
+    )
+    dev.add_argument("--model", help="an emulated fabric model: a shipped name or a file (default small-64)")
+    dev.add_argument("--interval", help="how often the emulated provider scans (default 5s)")
     dev.add_argument("--health-port", type=int, default=8080)
     dev.add_argument("--once", action="store_true", help="stop after the first tree is printed (for scripts)")
     dev.set_defaults(handler=_dev)
@@ -222,7 +233,17 @@ def default_config_map() -> str:
 def _dev(args: argparse.Namespace) -> int:
     from volcano_topology.devmode import DevOptions, run_dev
 
-    return run_dev(DevOptions(args.workdir, args.model, args.interval, args.health_port, args.once))
+    if args.config is None and args.provider_path:
+        print("error: --provider-path needs --config FILE, which says which providers to run", file=sys.stderr)
+        return EXIT_USAGE
+    if args.config is not None and (args.model or args.interval):
+        print("error: --model and --interval are the emulated fabric's; with --config, set the interval in the "
+              "file's entries", file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    return run_dev(DevOptions(
+        args.workdir, args.model or "small-64", args.interval or "5s", args.health_port, args.once,
+        config=args.config, provider_paths=tuple(args.provider_path),
+    ))  # fmt: skip
 
 
 if __name__ == "__main__":
