@@ -51,6 +51,8 @@ def test_rails_join_leaves_that_share_nodes() -> None:
         for unit in range(2):
             tree.switch(f"leaf-u{unit}-r{rail}", parents=[f"spine-rail{rail}"])
             tree.attach(f"leaf-u{unit}-r{rail}", f"u{unit}-h1", f"u{unit}-h2")
+    for unit in range(2):
+        tree.rails(*(f"leaf-u{unit}-r{rail}" for rail in range(4)))
     built = shape(tree.build())
     leaves = {name: members for name, (tier, members) in built.items() if tier == 1}
     assert sorted(leaves.values()) == [["u0-h1", "u0-h2"], ["u1-h1", "u1-h2"]], "one leaf per unit, each node once"
@@ -77,7 +79,7 @@ def test_switches_without_nodes_below_are_left_out() -> None:
 
 
 def test_unusable_and_colliding_names_are_hashed_from_the_path() -> None:
-    tree = TreeBuilder()
+    tree = TreeBuilder(strict=False)
     tree.switch("Spine 1")  # sanitises to spine-1: fine
     tree.switch("LEAF_A", parents=["Spine 1"]).attach("LEAF_A", "n1")  # leaf-a
     tree.switch("leaf:a", parents=["Spine 1"]).attach("leaf:a", "n2")  # leaf-a as well: a collision
@@ -132,7 +134,7 @@ def test_output_is_the_same_whatever_the_input_order(leaves: int, per_leaf: int,
         declarations.extend(("attach", f"Leaf {leaf}", (f"node-{leaf}-{n}",)) for n in range(per_leaf))
 
     def build(order: list[tuple[str, str, tuple[str, ...]]]) -> list[dict[str, object]]:
-        tree = TreeBuilder()
+        tree = TreeBuilder(strict=False)
         for kind, name, extra in order:
             tree.switch(name, parents=extra) if kind == "switch" else tree.attach(name, *extra)
         return [h.to_dict() for h in tree.build()]

@@ -7,10 +7,13 @@ Declare what the fabric looks like; get a strict tree Volcano can schedule on::
     tree.switch("leaf-1", parents=["spine-1"]).attach("leaf-1", "gpu001", "gpu002")
     hypernodes = tree.build()
 
+(``switch``, ``link``, ``attach`` and ``rails`` return the builder, so calls chain.)
+
 Real fabrics are not trees, so the builder folds them into one:
 
-- **rails**: a node attached to several leaves (one per rail) joins those leaves into a
-  single tier-1 HyperNode, so every node sits in exactly one leaf;
+- **rails**: a node attached to several leaves (one per rail, declared with
+  :meth:`TreeBuilder.rails`) joins those leaves into a single tier-1 HyperNode, so every
+  node sits in exactly one leaf;
 - **redundant uplinks**: a switch with several parents joins those parents into one
   HyperNode at their tier, so every HyperNode has exactly one parent;
 - a switch whose subtree holds no node is left out.
@@ -20,10 +23,25 @@ Tiers are heights: 1 for switches with nodes, otherwise one more than the highes
 :mod:`volcano_topology.sdk.naming`. Problems (unknown parents, cycles, invalid node
 names, a switch with both nodes and child switches) name the switch or node and are
 raised together as :class:`TreeError`.
+
+**Strict mode** (the default, ``TreeBuilder(strict=True)``) refuses input that would need
+repairing, with one problem per offending node group or switch in the :class:`TreeError`:
+
+- nodes attached to several switches that were not declared rails of one another with
+  :meth:`TreeBuilder.rails` (a node listed under two racks is a data error, not rails);
+- a switch whose name is not usable as a HyperNode name as given: it is not equal to
+  :func:`~volcano_topology.sdk.naming.sanitize` of itself, or, with ``name_prefix``, is
+  longer than :data:`~volcano_topology.sdk.naming.MAX_NAME` or otherwise not usable.
+
+**Lenient mode** (``TreeBuilder(strict=False)``) builds such input anyway, as earlier
+versions did: leaves sharing a node are joined, names are sanitised or hashed. Each repair
+is appended to :attr:`TreeBuilder.repairs` (reset by every ``build()``) and logged as a
+warning on the ``volcano_topology.sdk.tree`` logger.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -32,8 +50,12 @@ from volcano_topology import kubenames
 from volcano_topology.api import HyperNode, HyperNodeSpec, Member, ObjectMeta
 from volcano_topology.sdk import naming
 
+log = logging.getLogger(__name__)
+
 
 class TreeError(ValueError):
+    """The input cannot be built into a tree; ``problems`` holds one message per switch or node concerned."""
+
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
@@ -88,10 +110,22 @@ class _Group:
 
 
 class TreeBuilder:
-    def __init__(self, *, tier_names: Mapping[int, str] | None = None, name_prefix: str = "") -> None:
+    """Switches, uplinks and attached nodes in; HyperNodes of a strict tree out (see the module docstring).
+
+    ``tier_names`` maps a tier to its ``tierName`` (it wins over a switch's own ``tier_name``);
+    ``name_prefix`` is put before every HyperNode name; ``strict`` (default True) refuses input
+    that needs repairing, ``strict=False`` repairs it and lists each repair in ``repairs``.
+    """
+
+    def __init__(
+        self, *, tier_names: Mapping[int, str] | None = None, name_prefix: str = "", strict: bool = True
+    ) -> None:
         self.tier_names = dict(tier_names or {})
         self.name_prefix = name_prefix
+        self.strict = strict
+        self.repairs: list[str] = []  # what the last build() of a lenient builder repaired
         self._switches: dict[str, _Switch] = {}
+        self._rails = _UnionFind()
 
     def switch(
         self,
@@ -109,28 +143,52 @@ class TreeBuilder:
         return self
 
     def link(self, child: str, parent: str) -> TreeBuilder:
+        """``parent`` is an uplink of ``child``; declares either switch that was not declared yet."""
         self.switch(child, parents=[parent])
         self._switches.setdefault(parent, _Switch(parent))
         return self
 
     def attach(self, switch: str, *nodes: str) -> TreeBuilder:
-        """Nodes cabled to ``switch``. A node attached to several switches is on several rails."""
+        """Nodes cabled to ``switch`` (declared here if it was not).
+
+        A node may be attached to several switches only if they are rails of one another
+        (:meth:`rails`); a strict builder refuses it otherwise.
+        """
         self._switches.setdefault(switch, _Switch(switch)).nodes.update(nodes)
+        return self
+
+    def rails(self, *switches: str) -> TreeBuilder:
+        """Declare ``switches`` rails of one another: the same nodes are cabled to each, one rail per switch.
+
+        Nodes attached to several declared rails join those switches into one tier-1 HyperNode
+        (and their uplinks into one parent), exactly as a lenient builder does. Declarations
+        add up: ``rails(a, b)`` and ``rails(b, c)`` make a, b and c rails of one another.
+        Switches not declared yet are declared without parents.
+        """
+        for switch in switches:
+            self._switches.setdefault(switch, _Switch(switch))
+            self._rails.union(switches[0], switch)
         return self
 
     # -- building --------------------------------------------------------------------
 
     def build(self) -> list[HyperNode]:
+        """The HyperNodes, lowest tier first, then by name; raises :class:`TreeError` listing every problem."""
+        self.repairs = []
         problems = self._problems()
         if problems:
             raise TreeError(problems)
         levels = self._levels()
         live = {name for name, level in levels.items() if level > 0}
+        if self.strict and (problems := self._undeclared_rails() + self._unusable_names(live)):
+            raise TreeError(problems)
+        self._repaired(self._undeclared_rails())
         groups = self._group(levels, live)
         problems = self._tier_problems(groups)
         if problems:
             raise TreeError(problems)
         self._name(groups)
+        self._repaired(self._renamed(groups))
         built = {g.name: (g.level, self._hypernode(g, groups)) for g in groups.values()}
         return [hypernode for _, hypernode in sorted(built.values(), key=lambda item: (item[0], item[1].name))]
 
@@ -149,6 +207,57 @@ class TreeBuilder:
                 problems.append(f"switch {name}: is its own parent")
         problems.extend(self._cycles())
         return problems
+
+    def _undeclared_rails(self) -> list[str]:
+        """One message per set of switches sharing nodes without being declared rails of one another."""
+        homes: dict[str, list[str]] = defaultdict(list)
+        for name in sorted(self._switches):
+            for node in self._switches[name].nodes:
+                homes[node].append(name)
+        shared: dict[tuple[str, ...], list[str]] = defaultdict(list)
+        for node, switches in homes.items():
+            if len({self._rails.find(s) for s in switches}) > 1:
+                shared[tuple(switches)].append(node)
+        messages = []
+        for homes_of, nodes in sorted(shared.items()):
+            what = "node " + repr(nodes[0]) if len(nodes) == 1 else f"nodes {', '.join(map(repr, sorted(nodes)))}"
+            done = (
+                " (declare them with TreeBuilder.rails(), or fix the input)" if self.strict else self._joined(homes_of)
+            )
+            messages.append(
+                f"{what}: attached to switches {', '.join(homes_of)}, which are not declared rails of one another{done}"
+            )
+        return messages
+
+    def _joined(self, switches: Iterable[str]) -> str:
+        uplinks = {frozenset(self._switches[s].parents) for s in switches}
+        joined = "; joined those switches into one HyperNode"
+        return joined + (", and their uplinks into one" if len(uplinks) > 1 else "")
+
+    def _unusable_names(self, live: set[str]) -> list[str]:
+        """One message per switch with nodes below it whose name is not usable as a HyperNode name as given."""
+        messages = []
+        for name in sorted(live):
+            if why := self._name_problem(name):
+                messages.append(f"switch {name!r}: {why}")
+        return messages
+
+    def _name_problem(self, name: str) -> str | None:
+        cleaned = naming.sanitize(name)
+        full = self.name_prefix + name
+        if cleaned == name and naming.usable(full):
+            return None
+        if cleaned != name:
+            return (
+                f"not a valid HyperNode name (it would be rewritten to {self.name_prefix + cleaned!r}): names are "
+                "lowercase letters, digits, '-' and '.', start and end alphanumeric, and have no '--'"
+            )
+        return f"the HyperNode name {full!r} is not valid: longer than {naming.MAX_NAME} characters"
+
+    def _repaired(self, repairs: list[str]) -> None:
+        for repair in repairs:
+            log.warning("TreeBuilder(strict=False) repaired its input: %s", repair)
+        self.repairs.extend(repairs)
 
     def _cycles(self) -> list[str]:
         state: dict[str, int] = {}  # 1 visiting, 2 done
@@ -253,6 +362,20 @@ class TreeBuilder:
             else:
                 stem = group.switches[0] if len(group.switches) == 1 else f"{group.switches[0]}-x{len(group.switches)}"
                 group.name = naming.hashed_name(path(key), stem, self.name_prefix)
+
+    def _renamed(self, groups: Mapping[str, _Group]) -> list[str]:
+        """A lenient build's name repairs: each switch of its own whose HyperNode is not named ``prefix + switch``."""
+        messages = []
+        for group in sorted(groups.values(), key=lambda g: g.label):
+            if len(group.switches) == 1 and group.name != self.name_prefix + group.label:
+                if naming.sanitize(group.label) != group.label:
+                    why = "not a valid HyperNode name"
+                elif not naming.usable(self.name_prefix + group.label):
+                    why = f"longer than {naming.MAX_NAME} characters with the prefix"
+                else:
+                    why = "another switch's name sanitises to the same"
+                messages.append(f"switch {group.label!r}: renamed to {group.name} ({why})")
+        return messages
 
     def _hypernode(self, group: _Group, groups: Mapping[str, _Group]) -> HyperNode:
         if group.nodes:

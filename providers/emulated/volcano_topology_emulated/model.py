@@ -205,6 +205,13 @@ class FabricState:
             )
             if self.nodes.get(name):
                 builder.attach(name, *sorted(self.nodes[name]))
+        # The model's meaning: a node under several leaves is on several rails (one per leaf).
+        homes: dict[str, list[str]] = {}
+        for name in sorted(self.parents):
+            for node in self.nodes.get(name, ()):
+                homes.setdefault(node, []).append(name)
+        for switches in {tuple(found) for found in homes.values() if len(found) > 1}:
+            builder.rails(*switches)
         return builder
 
 
