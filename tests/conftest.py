@@ -8,9 +8,7 @@ When any test fails, the control plane's logs are copied to ``test-artifacts/``.
 
 from __future__ import annotations
 
-import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,24 +34,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def control_plane(
-    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> Iterator[LocalControlPlane]:
-    workdir = tmp_path_factory.mktemp("control-plane")
-    plane = LocalControlPlane(workdir, build=False)
-    plane.start()
-    try:
-        yield plane
-    finally:
-        plane.stop()
-        if request.session.testsfailed:
-            keep = ROOT / "test-artifacts" / f"control-plane-{time.strftime('%Y%m%d-%H%M%S')}"
-            keep.mkdir(parents=True, exist_ok=True)
-            for log in plane.log_files:
-                if log.exists():
-                    shutil.copy(log, keep / log.name)
-            print(f"\ncontrol-plane logs kept in {keep}")
-        shutil.rmtree(workdir, ignore_errors=True)
+def control_plane(vt_control_plane: LocalControlPlane) -> LocalControlPlane:
+    """The test kit's control plane (``volcano_topology.testing``): the suite and the kit share one.
+
+    It keeps the control plane's logs in ``test-artifacts/`` when a test failed."""
+    return vt_control_plane
 
 
 @pytest.fixture(scope="session")
