@@ -74,7 +74,10 @@ class ObjectMeta(BaseModel):
     @classmethod
     def _name_is_dns_subdomain(cls, value: str | None) -> str | None:
         if value is not None and (problems := kubenames.dns1123_subdomain_problems(value)):
-            raise _format_error("metadata.name is a DNS-1123 subdomain", [f"{value!r}: {p}" for p in problems])
+            raise _format_error(
+                "metadata.name is a DNS-1123 subdomain",
+                [f"{value!r} is not a valid HyperNode name: {p}" for p in problems],
+            )
         return value
 
     @field_validator("labels")
@@ -113,6 +116,27 @@ class ExactMatch(WireModel):
         StrictStr,
         Field(min_length=1, max_length=kubenames.DNS1123_SUBDOMAIN_MAX, pattern=kubenames.DNS1123_SUBDOMAIN_PATTERN),
     ]
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name_in_words(cls, value: Any) -> Any:
+        """The CRD's pattern, refused with a message naming the value and the rule instead of quoting the regex.
+
+        The error keeps pydantic's ``string_pattern_mismatch`` type and ``pattern`` context, so the
+        rule reported for it is unchanged; other values (empty, too long, not a string) are left
+        to the field's own constraints.
+        """
+        if (
+            isinstance(value, str)
+            and 0 < len(value) <= kubenames.DNS1123_SUBDOMAIN_MAX
+            and (problems := kubenames.dns1123_subdomain_problems(value))
+        ):
+            raise PydanticCustomError(
+                "string_pattern_mismatch",
+                "{value} is not a valid member name (a Node or HyperNode name): {detail}",
+                {"pattern": kubenames.DNS1123_SUBDOMAIN_PATTERN, "value": repr(value), "detail": problems[0]},
+            )
+        return value
 
 
 class RegexMatch(WireModel):
