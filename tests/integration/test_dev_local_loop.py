@@ -1,0 +1,195 @@
+"""A vendor's local loop: `volcano-topology dev --provider-path DIR --config FILE`, exactly as the guide says.
+
+dev runs the vendor's provider (here the test "static" provider, installed as `pip install --target` would)
+on its own control plane, prints the tree, prints it again after the configuration file is edited, and
+stops everything on Ctrl-C. A configuration that cannot run is refused before anything starts.
+"""
+
+from __future__ import annotations
+
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from tests.integration.operator_harness import provider_dir, static_leaf
+from tests.integration.test_dev_mode import listening_on
+from volcano_topology import kube
+from volcano_topology.api import GROUP, PLURAL, VERSION
+from volcano_topology.controlplane.cluster import free_port
+
+DEV = [sys.executable, "-m", "volcano_topology.cli", "dev"]
+
+
+def spine(name: str, *leaves: str) -> dict[str, Any]:
+    members = [{"type": "HyperNode", "selector": {"exactMatch": {"name": leaf}}} for leaf in leaves]
+    return {"metadata": {"name": name}, "spec": {"tier": 2, "tierName": "spine", "members": members}}
+
+
+def static_config(path: Path, hypernodes: list[dict[str, Any]]) -> Path:
+    """The operator's configuration shape, as a vendor writes it for dev: one entry, no operator block."""
+    entry = {"source": "static", "enabled": True, "config": {"hypernodes": hypernodes}}
+    path.write_text(yaml.safe_dump({"networkTopologyDiscovery": [entry]}, sort_keys=False))
+    return path
+
+
+class Output:
+    """Lines of a process's stdout as they come, read on a thread so that waiting has a deadline."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, *wanted: str, after: int = 0, within: float = 60.0) -> int:
+        """Wait until the output after line ``after`` holds every ``wanted`` text; the number of lines read."""
+        deadline = time.monotonic() + within
+        while not all(w in "".join(self.lines[after:]) for w in wanted):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"not printed within {within:.0f}s: {wanted}\n{self.text()}")
+            try:
+                line = self._queue.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError(f"dev exited before printing {wanted}:\n{self.text()}")
+            self.lines.append(line)
+        return len(self.lines)
+
+
+def synced_status(api: client.ApiClient, name: str, within: float = 20.0) -> dict[str, Any]:
+    """The status of HyperNode ``name`` once the operator has written its Synced condition."""
+    deadline = time.monotonic() + within
+    while True:
+        found: Any = client.CustomObjectsApi(api).get_cluster_custom_object(GROUP, VERSION, PLURAL, name)
+        status: dict[str, Any] = found.get("status") or {}
+        if any(c.get("type") == "Synced" for c in status.get("conditions") or []):
+            return status
+        assert time.monotonic() < deadline, f"no Synced condition on {name}: {found}"
+        time.sleep(0.2)
+
+
+def test_dev_runs_a_vendor_provider_and_reloads_its_config(tmp_path: Path) -> None:
+    providers = provider_dir(tmp_path / "providers")  # what `pip install --no-deps --target DIR pkg` leaves
+    config = static_config(tmp_path / "topology.yaml", [static_leaf("leaf-a", "n1", "n2")])
+    workdir = tmp_path / "dev"
+    port = free_port()
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [*DEV, "--workdir", str(workdir), "--provider-path", str(providers), "--config", str(config),
+         "--health-port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        out = Output(proc.stdout)  # type: ignore[arg-type]
+        seen = out.wait_for("--- HyperNodes (1; first tree after", "leaf-a  (tier 1; 2 nodes: n1, n2)")
+        first = time.monotonic() - started
+        assert f"providers from {config}: static" in out.text()
+        assert f"configuration: {config} (edit it" in out.text(), "dev runs on the user's own file"
+        assert listening_on(port) == {"0100007F"}, "health and metrics on 127.0.0.1 only"
+        api = kube.api_client(workdir / "admin.kubeconfig")
+        status = synced_status(api, "leaf-a")
+        assert "nodeCount" not in status, "the file's operator block (default: nodeCount off) applies"
+        leases: Any = client.CoordinationV1Api(api).list_lease_for_all_namespaces()
+        names = [lease.metadata.name for lease in leases.items]
+        assert "volcano-topology" not in names, "leader election stays off although the file (by default) enables it"
+
+        edited = time.monotonic()
+        static_config(config, [static_leaf("leaf-a", "n1", "n2"), static_leaf("leaf-b", "n3"),
+                               spine("spine-0", "leaf-a", "leaf-b")])  # fmt: skip
+        out.wait_for(
+            "--- HyperNodes (3; ",
+            "spine-0  (tier 2 spine)",
+            "├── leaf-a  (tier 1; 2 nodes: n1, n2)",
+            "└── leaf-b  (tier 1; 1 nodes: n3)",
+            after=seen,
+        )
+        reloaded = time.monotonic() - edited
+
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        code = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = proc.stderr.read() if proc.stderr else ""
+    assert code == 0, out.text() + err
+    out.wait_for("stopping kube-apiserver and etcd", after=seen)
+    assert "provider static: started" in err
+    assert "configuration error" not in err, err
+    left = subprocess.run(["pgrep", "-f", str(workdir)], capture_output=True, text=True).stdout.split()
+    assert left == [], "every process dev started is gone"
+    print(f"dev --config: first tree after {first:.1f}s, reloaded tree {reloaded:.1f}s after the edit")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            "networkTopologyDiscovery:\n  - source: static\n    config: {hypernodes: [\n",
+            ["topology.yaml: not valid YAML", "at line 4, column 1"],
+            id="invalid-yaml",
+        ),
+        pytest.param(
+            "networkTopologyDiscovery:\n  - source: racks\n",
+            ["topology.yaml: provider 'racks': is not installed", "providers found (installed and in ", "static"],
+            id="unknown-provider",
+        ),
+        pytest.param(
+            "networkTopologyDiscovery:\n  - source: static\n    config: {hypernode: []}\n",
+            ["topology.yaml: provider 'static': invalid config: hypernode: Extra inputs are not permitted"],
+            id="bad-provider-config",
+        ),
+        pytest.param(
+            "networkTopologyDiscovery:\n  - source: static\n    intervl: 5s\n",
+            ["topology.yaml: networkTopologyDiscovery[0].intervl: Extra inputs are not permitted"],
+            id="bad-entry",
+        ),
+        pytest.param(
+            "networkTopologyDiscovery: []\n",
+            ["topology.yaml: no enabled entry in networkTopologyDiscovery"],
+            id="nothing-enabled",
+        ),
+    ],
+)
+def test_dev_refuses_a_config_that_cannot_run_before_starting_anything(
+    tmp_path: Path, text: str, expected: list[str]
+) -> None:
+    providers = provider_dir(tmp_path / "providers")
+    config = tmp_path / "topology.yaml"
+    config.write_text(text)
+    result = subprocess.run(
+        [*DEV, "--workdir", str(tmp_path / "dev"), "--provider-path", str(providers), "--config", str(config)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    first = result.stderr.splitlines()[0] if result.stderr else ""
+    assert first.startswith(f"error: {config}: "), result.stderr
+    for part in expected:
+        assert part in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "starting kube-apiserver" not in result.stdout, "nothing is started for a configuration that cannot run"
+    assert not (tmp_path / "dev").exists()
+
+
+def test_dev_without_config_refuses_a_provider_path(tmp_path: Path) -> None:
+    result = subprocess.run([*DEV, "--provider-path", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "--provider-path needs --config FILE" in result.stderr
