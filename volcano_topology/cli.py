@@ -90,6 +90,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     build.set_defaults(handler=_control_plane_build)
 
+    new_provider = commands.add_parser(
+        "new-provider", help="create a provider package: pyproject, typed settings, provider, tests, README, Dockerfile"
+    )
+    new_provider.add_argument("name", help="the provider's name: its entry point and `source` (e.g. acme-fabric)")
+    new_provider.add_argument("--dir", type=Path, help="directory to create (default: ./NAME); must be empty")
+    new_provider.set_defaults(handler=_new_provider)
+
     dev = commands.add_parser(
         "dev",
         help="a local control plane and the operator, with a live HyperNode tree: the emulated fabric, "
@@ -156,7 +163,9 @@ def _providers(args: argparse.Namespace) -> int:
 
 
 def _discover(args: argparse.Namespace) -> int:
+    """Run one provider once, offline; the provider's own exception is printed with its traceback."""
     import asyncio
+    import traceback
 
     from volcano_topology import registry
     from volcano_topology.discover import DiscoveryError, discover_once, load_nodes, provider_config, render
@@ -168,11 +177,25 @@ def _discover(args: argparse.Namespace) -> int:
     try:
         config = provider_config(args.config.read_text(), args.source) if args.config else {}
         nodes = load_nodes(args.nodes.read_text()) if args.nodes else {}
-        provider = registry.instantiate(loaded[args.source], config)
-        result = asyncio.run(discover_once(args.source, provider, nodes, within=args.timeout))
-    except (OSError, yaml.YAMLError, registry.ProviderConfigError, DiscoveryError) as exc:
+    except (OSError, yaml.YAMLError, DiscoveryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        provider = registry.instantiate(loaded[args.source], config)
+    except registry.ProviderConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # the provider's constructor raised
+        print(f"error: provider {args.source}: constructing {loaded[args.source].target} raised:", file=sys.stderr)
+        sys.stderr.write("".join(traceback.format_exception(exc)))
+        return EXIT_INVALID
+    try:
+        result = asyncio.run(discover_once(args.source, provider, nodes, within=args.timeout))
+    except DiscoveryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if exc.provider_error is not None:
+            sys.stderr.write("".join(traceback.format_exception(exc.provider_error)))
+        return EXIT_INVALID if exc.provider_failed else EXIT_USAGE
     for problem in result.problems:
         print(f"{args.source}: {problem}", file=sys.stderr)
     if result.problems:
@@ -221,6 +244,27 @@ def _control_plane_build(_: argparse.Namespace) -> int:
     print(f"kube-apiserver {found.kubernetes_version}: {found.kube_apiserver}")
     print(f"etcd {found.etcd_version}: {found.etcd}")
     print(f"control plane ready in {time.monotonic() - started:.0f}s", file=sys.stderr)
+    return EXIT_OK
+
+
+def _new_provider(args: argparse.Namespace) -> int:
+    from volcano_topology.templates import Names, TemplateError, render_provider
+
+    directory = args.dir or Path(args.name)
+    try:
+        names = Names.of(args.name)
+        written = render_provider(args.name, directory)
+    except (TemplateError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for path in written:
+        print(path)
+    print(
+        f"\nprovider {names.name!r} ({names.distribution}, module {names.module}) created in {directory}. Next:\n"
+        f"  cd {directory} && pip install -e '.[test]' && pytest && mypy\n"
+        f"  volcano-topology discover {names.name} --config example-config.yaml -o tree",
+        file=sys.stderr,
+    )
     return EXIT_OK
 
 
