@@ -3,15 +3,23 @@
 Nothing talks to a cluster: the provider's events are collected until it sends a
 SNAPSHOT, goes quiet, or the time runs out. The result is checked exactly as the writer
 would check it (ownership labels, post-process hook, CRD and admission rules, strict tree).
+
+A provider that fails ends the run at once with a :class:`DiscoveryError` whose
+``provider_error`` is the provider's own exception (traceback included): ``start()``
+raising, or, for a :class:`~volcano_topology.sdk.scanning.ScanningProvider`, a scan
+failing before anything was sent (``scan()`` raising, or its result refused, e.g. a
+``TreeError`` from ``TreeBuilder.build()``, which has no traceback of the vendor's code).
+A provider whose ``start()`` returns without sending anything ends the run at once too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,12 +30,24 @@ from volcano_topology.plan import with_ownership
 from volcano_topology.problems import Problem
 from volcano_topology.provider import Event, EventType, Provider, ProviderContext, Reply
 from volcano_topology.runner import NoSecrets, StaticCluster
+from volcano_topology.sdk.scanning import ScanningProvider
 from volcano_topology.tree import children_of, tree_problems
 from volcano_topology.validation import check_document
 
 
 class DiscoveryError(RuntimeError):
-    """The provider could not be run, or produced nothing usable."""
+    """The provider could not be run, or produced nothing usable.
+
+    ``provider_failed`` is True when the provider itself failed (rather than its setup);
+    ``provider_error`` is the exception the provider's own code raised, when there is one.
+    """
+
+    def __init__(
+        self, message: str, provider_error: BaseException | None = None, *, provider_failed: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.provider_error = provider_error
+        self.provider_failed = provider_failed or provider_error is not None
 
 
 @dataclass
@@ -50,25 +70,38 @@ async def discover_once(
     replies: asyncio.Queue[Reply] = asyncio.Queue()
     ctx = ProviderContext(source, logging.getLogger(f"volcano_topology.provider.{source}"), StaticCluster(nodes or {}),
                           NoSecrets())  # fmt: skip
+    scan_errors: list[BaseException] = []
+    if isinstance(provider, ScanningProvider):
+        _record_scan_errors(provider, scan_errors.append)
     task = asyncio.create_task(provider.start(events, replies, ctx))
     result = Discovery()
-    deadline = asyncio.get_running_loop().time() + within
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    last = loop.time()  # when the last event arrived (or the run started)
     try:
         while True:
-            left = deadline - asyncio.get_running_loop().time()
-            wait = min(quiet, left) if result.events else left
-            if wait <= 0:
+            if not events.empty():
+                event = events.get_nowait()
+                result.events += 1
+                last = loop.time()
+                _fold(result.hypernodes, event)
+                if event.type is EventType.SNAPSHOT:
+                    break
+                continue
+            if task.done():
+                if not task.cancelled() and (error := task.exception()) is not None:
+                    raise DiscoveryError(f"provider {source} failed: {type(error).__name__}: {error}", error)
+                if not result.events:
+                    raise DiscoveryError(f"provider {source}: start() returned without sending anything")
                 break
-            try:
-                event = await asyncio.wait_for(events.get(), wait)
-            except TimeoutError:
-                if task.done() and task.exception() is not None:
-                    raise DiscoveryError(f"provider {source} failed: {task.exception()!r}") from task.exception()
+            if isinstance(provider, ScanningProvider) and provider.stats.failures and not result.events:
+                error = scan_errors[-1] if scan_errors else None
+                message = f"provider {source}: scan failed: {provider.stats.last_error}"
+                raise DiscoveryError(message, error, provider_failed=True)
+            now = loop.time()
+            if now >= deadline or (result.events and now - last >= quiet):
                 break
-            result.events += 1
-            _fold(result.hypernodes, event)
-            if event.type is EventType.SNAPSHOT:
-                break
+            await asyncio.sleep(min(_POLL, deadline - now))
     finally:
         ctx.stopping.set()
         task.cancel()
@@ -79,6 +112,43 @@ async def discover_once(
         raise DiscoveryError(f"provider {source} sent nothing within {within:.0f}s")
     result.hypernodes, result.problems = _as_written(source, provider, result.hypernodes, admission)
     return result
+
+
+_POLL = 0.02  # seconds between looks at the queue, the provider's task and its scan failures
+
+
+def _record_scan_errors(provider: ScanningProvider, record: Callable[[BaseException], None]) -> None:
+    """Wrap this instance's ``scan`` so an exception it raises (or its awaitable raises) is recorded, then re-raised.
+
+    The wrapper keeps ``scan``'s kind (coroutine function or not), which decides where
+    :class:`ScanningProvider` runs it. ``record`` may be called from a scan thread.
+    """
+    scan = provider.scan
+
+    async def watched(awaitable: Awaitable[Any]) -> Any:
+        try:
+            return await awaitable
+        except Exception as exc:
+            record(exc)
+            raise
+
+    if inspect.iscoroutinefunction(scan):
+
+        async def recorded_async() -> Any:
+            return await watched(scan())
+
+        provider.__dict__["scan"] = recorded_async
+        return
+
+    def recorded() -> Any:
+        try:
+            outcome = scan()
+        except Exception as exc:
+            record(exc)
+            raise
+        return watched(outcome) if inspect.isawaitable(outcome) else outcome
+
+    provider.__dict__["scan"] = recorded
 
 
 def _fold(hypernodes: dict[str, HyperNode], event: Event) -> None:
