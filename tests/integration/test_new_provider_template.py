@@ -4,6 +4,7 @@ tests (offline and against a real API server, with the test kit) and `mypy --str
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -83,3 +84,11 @@ def test_refuses_a_bad_name_and_a_used_directory(
     assert not (tmp_path / "x").exists()
     assert main(["new-provider", "acme-fabric", "--dir", str(rendered)]) == EXIT_USAGE
     assert "is not an empty directory" in capsys.readouterr().err
+
+
+def test_the_guide_shows_the_dockerfile_the_template_renders(rendered: Path) -> None:
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "write-a-provider.md").read_text()
+    match = re.search(r"```dockerfile\n(.*?)```", guide, re.DOTALL)
+    assert match, "the image recipe is missing from the guide"
+    dockerfile = [line for line in (rendered / "Dockerfile").read_text().splitlines() if line and line[0] != "#"]
+    assert match.group(1).splitlines() == dockerfile

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,3 +113,16 @@ def test_the_plugin_is_registered_and_its_fixture_fails_fast_without_binaries(tm
     assert done.returncode == 1, done.stdout + done.stderr
     assert "volcano-topology control-plane build" in done.stdout
     assert "fixture 'vt_control_plane' not found" not in done.stdout
+
+
+def test_the_guide_example_runs_as_written(
+    vt_control_plane: LocalControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    guide = Path(__file__).resolve().parents[2] / "docs" / "write-a-provider.md"
+    match = re.search(r"<!-- test-kit -->\n```python\n(.*?)```", guide.read_text(), re.DOTALL)
+    assert match, "the test-kit example is missing from the guide"
+    monkeypatch.syspath_prepend(str(guide.parents[1] / "providers" / "example"))
+    namespace: dict[str, Any] = {}
+    exec(compile(match.group(1), "test-kit example", "exec"), namespace)
+    namespace["test_offline"]()
+    namespace["test_on_a_real_api_server"](vt_control_plane)
