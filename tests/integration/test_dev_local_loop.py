@@ -8,6 +8,9 @@ stops everything on Ctrl-C. A configuration that cannot run is refused before an
 from __future__ import annotations
 
 import queue
+import re
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +30,21 @@ from volcano_topology.api import GROUP, PLURAL, VERSION
 from volcano_topology.controlplane.cluster import free_port
 
 DEV = [sys.executable, "-m", "volcano_topology.cli", "dev"]
+ROOT = Path(__file__).resolve().parents[2]
+GUIDE = ROOT / "docs" / "write-a-provider.md"
+
+
+def guide_block(name: str) -> str:
+    """The fenced block after ``<!-- dev: NAME -->`` in the guide's "Run your provider locally"."""
+    match = re.search(rf"<!-- dev: {re.escape(name)} -->\n```[a-z]*\n(.*?)```", GUIDE.read_text(), re.DOTALL)
+    assert match, f"block {name!r} is missing from {GUIDE.name}"
+    return match.group(1)
+
+
+def tree_lines(block: str) -> list[str]:
+    """A printed tree from the guide: its header up to the time (which varies), then every line."""
+    header, *lines = block.strip().splitlines()
+    return [header.split(";")[0] + "; ", *lines]
 
 
 def spine(name: str, *leaves: str) -> dict[str, Any]:
@@ -193,3 +211,36 @@ def test_dev_without_config_refuses_a_provider_path(tmp_path: Path) -> None:
     result = subprocess.run([*DEV, "--provider-path", str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "--provider-path needs --config FILE" in result.stderr
+
+
+def test_the_guides_local_loop_runs_as_written(tmp_path: Path) -> None:
+    """The guide's commands, in a fresh directory, with the guide's file and the guide's edit."""
+    shutil.copytree(ROOT / "providers" / "example", tmp_path / "providers" / "example")
+    config = tmp_path / "topology.yaml"
+    config.write_text(guide_block("topology.yaml"))
+    install, dev = [shlex.split(line) for line in guide_block("commands").strip().splitlines()]
+    assert install[:2] == ["pip", "install"] and dev[:2] == ["volcano-topology", "dev"]
+    # This environment's pip, offline: the build backend comes from the environment, not the index.
+    subprocess.run([sys.executable, "-m", *install, "--quiet", "--no-build-isolation"], cwd=tmp_path, check=True)
+    workdir = tmp_path / "dev"
+    proc = subprocess.Popen(
+        [*DEV, *dev[2:], "--workdir", str(workdir), "--health-port", str(free_port())],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        out = Output(proc.stdout)  # type: ignore[arg-type]
+        seen = out.wait_for(*tree_lines(guide_block("first tree")))
+        config.write_text(guide_block("topology.yaml, edited"))
+        out.wait_for(*tree_lines(guide_block("edited tree")), after=seen)
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = proc.stderr.read() if proc.stderr else ""
+    assert code == 0, out.text() + err
+    assert "provider example: configuration changed, restarting" in err
+    assert "CRD installed; providers from " in out.text() and ": example\n" in out.text()
+    left = subprocess.run(["pgrep", "-f", str(workdir)], capture_output=True, text=True).stdout.split()
+    assert left == []
