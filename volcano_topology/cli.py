@@ -107,13 +107,12 @@ def _parser() -> argparse.ArgumentParser:
         "--config",
         type=Path,
         help="run the providers this configuration file enables (networkTopologyDiscovery shape) instead of the "
-        "emulated fabric; editing the file reloads them",
+        "emulated fabric; with --source, the file is that provider's config block; editing the file reloads them",
     )
-    dev.add_argument(
-        "--provider-path", action="append", default=[], metavar="DIR", help="extra provider directory (with --config)"
-    )
+    dev.add_argument("--source", metavar="NAME", help="run this provider (its entry point) instead of the emulated one")
+    dev.add_argument("--provider-path", action="append", default=[], metavar="DIR", help="extra provider directory")
     dev.add_argument("--model", help="an emulated fabric model: a shipped name or a file (default small-64)")
-    dev.add_argument("--interval", help="how often the emulated provider scans (default 5s)")
+    dev.add_argument("--interval", help="how often the provider scans (emulated: default 5s; --source: its own)")
     dev.add_argument("--health-port", type=int, default=8080)
     dev.add_argument("--once", action="store_true", help="stop after the first tree is printed (for scripts)")
     dev.set_defaults(handler=_dev)
@@ -277,16 +276,20 @@ def default_config_map() -> str:
 def _dev(args: argparse.Namespace) -> int:
     from volcano_topology.devmode import DevOptions, run_dev
 
-    if args.config is None and args.provider_path:
-        print("error: --provider-path needs --config FILE, which says which providers to run", file=sys.stderr)
+    vendor = args.config is not None or args.source is not None
+    if args.provider_path and not vendor:
+        print("error: --provider-path needs --config FILE or --source NAME: which providers to run", file=sys.stderr)
         return EXIT_USAGE
-    if args.config is not None and (args.model or args.interval):
-        print("error: --model and --interval are the emulated fabric's; with --config, set the interval in the "
-              "file's entries", file=sys.stderr)  # fmt: skip
+    if vendor and args.model:
+        print("error: --model is the emulated fabric's; with --config or --source it has no use", file=sys.stderr)
+        return EXIT_USAGE
+    if args.source is None and args.config is not None and args.interval:
+        print("error: with --config FILE, set each provider's interval in the file's entries", file=sys.stderr)
         return EXIT_USAGE
     return run_dev(DevOptions(
         args.workdir, args.model or "small-64", args.interval or "5s", args.health_port, args.once,
-        config=args.config, provider_paths=tuple(args.provider_path),
+        config=args.config, provider_paths=tuple(args.provider_path), source=args.source,
+        source_interval=args.interval,
     ))  # fmt: skip
 
 

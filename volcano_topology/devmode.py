@@ -12,6 +12,10 @@ file, so editing it restarts the providers whose entry changed. The file is chec
 anything starts (YAML, every enabled provider found and its ``config`` valid). Leader
 election stays off whatever the file says (one operator on a private control plane); the
 rest of its ``operator`` block applies.
+
+With ``--source NAME [--config FILE]`` the file is just that provider's ``config`` block (the
+one ``discover NAME --config FILE`` takes): dev writes the operator's configuration around it
+into its workdir and rewrites it whenever the file changes, so editing reloads the same way.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +36,13 @@ from kubernetes import client
 
 from volcano_topology import kube, registry
 from volcano_topology.api import GROUP, PLURAL, VERSION, HyperNode
-from volcano_topology.config import ConfigError, Configuration, LeaderElectionSettings, parse_configuration
+from volcano_topology.config import (
+    ConfigError,
+    Configuration,
+    LeaderElectionSettings,
+    parse_configuration,
+    yaml_problem,
+)
 from volcano_topology.controller import ConfigSource
 from volcano_topology.controlplane.cluster import LocalControlPlane
 from volcano_topology.discover import render_tree
@@ -47,6 +58,9 @@ class DevOptions:
     once: bool = False
     config: Path | None = None  # the operator's configuration shape: run its providers, not the emulated fabric
     provider_paths: tuple[str, ...] = ()
+    source: str | None = None  # run this provider; ``config`` (optional) is then its config block
+    # With ``source``: the entry's interval (None: the provider's own).
+    source_interval: str | None = None
 
 
 class DevConfigError(Exception):
@@ -54,13 +68,25 @@ class DevConfigError(Exception):
 
 
 def run_dev(options: DevOptions) -> int:
-    if options.config is not None:
+    if options.source is not None or options.config is not None:
+        given, follow = options.config, None
         try:
-            configuration = check_config(options.config, options.provider_paths)
+            if options.source is not None:  # the file, if any, is the provider's config block
+                wrap = _wrapper(options.source, options.source_interval)
+                label = str(given) if given is not None else f"--source {options.source}"
+                text = wrap(_read(given) if given is not None else "", label)
+                follow = _Follow(given.resolve() if given is not None else None, wrap, text)
+            else:
+                assert given is not None
+                label, text = str(given), _read(given)
+            configuration = check_configuration(text, label, options.provider_paths)
         except DevConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        return _run_vendor(options, options.config.resolve(), configuration)
+        if follow is not None:
+            return _run_vendor(options, configuration, None, follow)
+        assert given is not None
+        return _run_vendor(options, configuration, given.resolve(), None)
     try:
         from volcano_topology_emulated.nodes import apply_nodes
         from volcano_topology_emulated.provider import EmulatedSettings
@@ -101,19 +127,49 @@ def run_dev(options: DevOptions) -> int:
     return 0
 
 
-def check_config(path: Path, provider_paths: tuple[str, ...] = ()) -> Configuration:
-    """The configuration in ``path`` if it can run: parsed, each enabled provider found, its ``config`` valid."""
+def _read(path: Path) -> str:
     try:
-        text = path.read_text()
+        return path.read_text()
     except OSError as exc:
         raise DevConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+
+
+def _wrapper(source: str, interval: str | None) -> Callable[[str, str], str]:
+    """Turns a provider's config block (YAML text) into an operator configuration running just that provider."""
+
+    def wrap(text: str, label: str) -> str:
+        try:
+            block = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise DevConfigError(f"{label}: not valid YAML: {yaml_problem(exc)}") from exc
+        if block is None:
+            block = {}
+        if not isinstance(block, dict):
+            raise DevConfigError(f"{label}: the config block of provider {source!r} must be a mapping")
+        if "networkTopologyDiscovery" in block:
+            raise DevConfigError(
+                f"{label}: this is a whole configuration (networkTopologyDiscovery): give it with --config alone, "
+                "without --source"
+            )
+        entry: dict[str, Any] = {"source": source, "enabled": True}
+        if interval is not None:
+            entry["interval"] = interval
+        entry["config"] = block
+        operator = {"leaderElection": {"enabled": False}}
+        return yaml.safe_dump({"networkTopologyDiscovery": [entry], "operator": operator}, sort_keys=False)
+
+    return wrap
+
+
+def check_configuration(text: str, label: str, provider_paths: tuple[str, ...] = ()) -> Configuration:
+    """The configuration in ``text`` if it can run: parsed, each enabled provider found, its ``config`` valid."""
     try:
         configuration = parse_configuration(text)
     except ConfigError as exc:
-        raise DevConfigError(f"{path}: {exc}") from exc
+        raise DevConfigError(f"{label}: {exc}") from exc
     enabled = configuration.enabled()
     if not enabled:
-        raise DevConfigError(f"{path}: no enabled entry in networkTopologyDiscovery, so no provider to run")
+        raise DevConfigError(f"{label}: no enabled entry in networkTopologyDiscovery, so no provider to run")
     paths = [*provider_paths, *configuration.operator.provider_paths]
     loaded, errors = registry.load(list(enabled), paths)
     problems = [str(error) for error in errors]
@@ -127,11 +183,56 @@ def check_config(path: Path, provider_paths: tuple[str, ...] = ()) -> Configurat
             found = sorted(p.name for p in registry.installed(paths))
             where = ", ".join(paths) if paths else "no --provider-path or operator.providerPaths"
             problems.append(f"providers found (installed and in {where}): {', '.join(found) or 'none'}")
-        raise DevConfigError(f"{path}: " + "; ".join(problems))
+        raise DevConfigError(f"{label}: " + "; ".join(problems))
     return configuration
 
 
-def _run_vendor(options: DevOptions, config: Path, configuration: Configuration) -> int:
+@dataclass
+class _Follow:
+    """Keeps the operator's configuration in step with a provider's config block (``--source``)."""
+
+    block: Path | None  # None: no --config, the provider runs with its defaults
+    wrap: Callable[[str, str], str]
+    written: str  # the operator configuration last written
+    target: Path | None = None
+
+    def write(self, target: Path) -> None:
+        self.target = target
+        target.write_text(self.written)
+
+    async def run(self) -> None:
+        if self.block is None:
+            return
+        assert self.target is not None
+        seen, unreadable = self.block.read_text(), False
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                text = await asyncio.to_thread(self.block.read_text)
+                unreadable = False
+            except OSError as exc:
+                if not unreadable:
+                    print(f"error: {self.block}: cannot read: {exc.strerror or exc}", file=sys.stderr, flush=True)
+                unreadable = True
+                continue
+            if text == seen:
+                continue
+            seen = text
+            try:
+                written = self.wrap(text, str(self.block))
+            except DevConfigError as exc:
+                print(f"error: {exc} (the provider keeps its last good config)", file=sys.stderr, flush=True)
+                continue
+            if written != self.written:
+                partial = self.target.with_name(self.target.name + ".new")
+                partial.write_text(written)
+                partial.replace(self.target)  # the operator never reads half a file
+                self.written = written
+                say(f"{self.block} changed: the operator reloads it")
+
+
+def _run_vendor(options: DevOptions, configuration: Configuration, config: Path | None, follow: _Follow | None) -> int:
+    """Run the providers of ``configuration``: from the user's file ``config``, else from a file in the workdir."""
     started = time.monotonic()
     workdir = options.workdir or Path(tempfile.mkdtemp(prefix="volcano-topology-dev-"))
     say(f"starting kube-apiserver + etcd in {workdir} (the first run builds them: several minutes)")
@@ -141,10 +242,20 @@ def _run_vendor(options: DevOptions, config: Path, configuration: Configuration)
         api = kube.api_client(plane.kubeconfig)
         kube.apply_crd(api)
         sources = ", ".join(configuration.enabled())
-        say(f"control plane at {plane.url}; CRD installed; providers from {config}: {sources}")
+        if config is not None:
+            say(f"control plane at {plane.url}; CRD installed; providers from {config}: {sources}")
+        else:
+            assert follow is not None
+            config = workdir / "volcano-topology.yaml"
+            follow.write(config)
+            given = f"config from {follow.block}" if follow.block is not None else "its default config"
+            say(f"control plane at {plane.url}; CRD installed; provider {sources} with {given}")
         say(f"  export KUBECONFIG={plane.kubeconfig}")
         say(f"  kubectl get hypernodes      # metrics: http://127.0.0.1:{options.health_port}/metrics")
-        say(f"  configuration: {config} (edit it: the operator reloads it every 2s; leader election off)")
+        if follow is not None and follow.block is not None:
+            say(f"  config: {follow.block} (edit it: the operator reloads it within 3s; its configuration: {config})")
+        else:
+            say(f"  configuration: {config} (edit it: the operator reloads it every 2s; leader election off)")
         say("Ctrl-C stops everything this command started.")
         os.environ["KUBECONFIG"] = str(plane.kubeconfig)
         # The operator reads the user's file itself, so an edit reloads as in production. Only the startup
@@ -156,7 +267,9 @@ def _run_vendor(options: DevOptions, config: Path, configuration: Configuration)
         run_options = RunOptions(ConfigSource(file=config), kubeconfig=str(plane.kubeconfig),
                                  provider_paths=options.provider_paths, health_port=options.health_port,
                                  health_address="127.0.0.1", poll=2.0)  # fmt: skip
-        asyncio.run(_operate(run_options, api, startup, started, options.once))
+        asyncio.run(
+            _operate(run_options, api, startup, started, options.once, follow.run() if follow is not None else None)
+        )
     finally:
         say("stopping kube-apiserver and etcd")
         plane.stop()
@@ -164,17 +277,26 @@ def _run_vendor(options: DevOptions, config: Path, configuration: Configuration)
 
 
 async def _operate(
-    options: RunOptions, api: client.ApiClient, configuration: Configuration, started: float, once: bool
+    options: RunOptions,
+    api: client.ApiClient,
+    configuration: Configuration,
+    started: float,
+    once: bool,
+    also: Coroutine[Any, Any, None] | None = None,
 ) -> None:
     memo = kopf.Memo(options=options, api=api, config=configuration, watch_nodes=True)
     stop = asyncio.Event()
-    printer = asyncio.create_task(_print_tree(api, started, stop if once else None))
+    tasks = [asyncio.create_task(_print_tree(api, started, stop if once else None))]
+    if also is not None:
+        tasks.append(asyncio.create_task(also))
     try:
         await kopf.operator(
             registry=build_registry(watch_nodes=True), clusterwide=True, standalone=True, memo=memo, stop_flag=stop
         )
     finally:
-        printer.cancel()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _print_tree(api: client.ApiClient, started: float, stop: asyncio.Event | None) -> None:
