@@ -141,6 +141,8 @@ class Controller:
         self.nodes_view = nodes
         self.cluster = ClusterClient(api)
         self._status: tuple[float, HyperNodeClient, ClusterClient] | None = None
+        self._stopping: asyncio.Task[None] | None = None
+        self._cleanup: set[str] = set()  # removed providers whose HyperNodes still have to be deleted
         self.state = ControllerState()
         self.runs: dict[str, Running] = {}
         self.writer: Writer | None = None
@@ -179,9 +181,18 @@ class Controller:
         self.poke()
 
     async def stop_leading(self) -> None:
-        """Stop at once: writes are already fenced; the next leader starts from the cluster."""
+        """Stop writing at once (the gate is already closed); providers are stopped in the background.
+
+        Returns without waiting for the controller's lock, so the election loop that calls it
+        keeps renewing (or campaigning) on time; the next leader starts from the cluster.
+        """
         self.leading = False
+        self._stopping = asyncio.create_task(self._stop_providers(), name="stop-leading")
+
+    async def _stop_providers(self) -> None:
         async with self._lock:
+            if self.leading:
+                return  # leading again already: the next step reconciles the providers it has
             await asyncio.gather(*(r.run.stop(grace=1.0, drain=0.0) for r in self.runs.values()))
             self.runs.clear()
             self._replace_writer(None)
@@ -346,7 +357,10 @@ class Controller:
             )
             await running.run.stop()
             if source not in desired and config.operator.removed_providers == "delete":
-                await self._delete_all_of(source, config)
+                self._cleanup.add(source)
+        for source in sorted(self._cleanup - set(desired)):
+            if await self._delete_all_of(source, config):
+                self._cleanup.discard(source)
         if self.writer is None or not self.runs:  # first start, or every provider restarts (settings changed)
             self._replace_writer(self._writer_for(config))
         writer = self.writer
@@ -364,15 +378,20 @@ class Controller:
             log.warning("provider %s: started", source)
         self.providers_started.set()
 
-    async def _delete_all_of(self, source: str, config: Configuration) -> None:
+    async def _delete_all_of(self, source: str, config: Configuration) -> bool:
+        """Delete a removed provider's HyperNodes; False (and retried at the next step) when that failed."""
         cleaner = self._writer_for(config)
         cleaner.settings = WriterSettings(guard=DeletionGuard(1.0, allow_empty=True), dry_run=cleaner.settings.dry_run)
         channel = cleaner.open(source)
         try:
-            await cleaner.process(channel, [Event.snapshot([])])
+            done = await cleaner.process(channel, [Event.snapshot([])])
         finally:
             cleaner.client.close()
-        log.warning("provider %s: removed from the configuration; its HyperNodes were deleted", source)
+        if done:
+            log.warning("provider %s: removed from the configuration; its HyperNodes were deleted", source)
+        else:
+            log.error("provider %s: removed from the configuration; deleting its HyperNodes failed, will retry", source)
+        return done
 
     # -- status ----------------------------------------------------------------------
 

@@ -72,6 +72,23 @@ def tree_problems(hypernodes: Mapping[str, HyperNode]) -> list[Problem]:
     return problems
 
 
+def missing_member_problems(hypernodes: Mapping[str, HyperNode], existing: Collection[str] = ()) -> list[Problem]:
+    """HyperNode members that name nothing: neither in ``hypernodes`` nor in ``existing`` (others' objects)."""
+    problems = []
+    for name in sorted(hypernodes):
+        for index, member in enumerate(hypernodes[name].members):
+            exact = member.selector.exact_match if member.selector is not None else None
+            if member.type != "HyperNode" or exact is None:
+                continue
+            child = exact.name
+            if child not in hypernodes and child not in existing:
+                problems.append(
+                    _problem(name, join_path("spec", "members", index, "selector", "exactMatch", "name"),
+                             "member exists", f"member HyperNode {child} does not exist")
+                )  # fmt: skip
+    return problems
+
+
 def moment_problems(state: Mapping[str, HyperNode], *, existing: Collection[str] = ()) -> list[str]:
     """What breaks the scheduler's view of ``state`` (one provider's HyperNodes at one moment).
 

@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -80,7 +81,7 @@ from volcano_topology.provider import (
 )
 from volcano_topology.retries import RetryPolicy, StaleRead, is_retriable
 from volcano_topology.status import SyncState
-from volcano_topology.tree import tree_problems
+from volcano_topology.tree import missing_member_problems, tree_problems
 from volcano_topology.validation import check_document
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,7 @@ class Suspect:
 
     resource_version: str | None
     deleted: bool
+    retry: bool = False  # put back after a repair that could not be written: not another foreign change
 
 
 # Our own recent resourceVersions per name: the watch may deliver an older echo after a newer write.
@@ -162,6 +164,9 @@ class ProviderChannel:
     deleted: set[str] = field(default_factory=set)  # names we deleted, until the watch echoes it
     foreign: dict[str, collections.deque[float]] = field(default_factory=dict)  # times of others' changes
     contested: dict[str, float] = field(default_factory=dict)  # name -> monotonic time it is left alone until
+    # Someone else's objects that carry our labels only because our create met them; not ours, whatever the
+    # labels say, until our labels are given back.
+    disowned: set[str] = field(default_factory=set)
     last_progress: float = field(default_factory=time.monotonic)
     busy_since: float | None = None
 
@@ -290,8 +295,11 @@ class Writer:
                 channel.busy_since = time.monotonic()
                 if events:
                     await self.process(channel, events)
-                if channel.suspects and not channel.retained:
+                # Repairs come last: after a kept batch is applied and with nothing newer queued.
+                if channel.suspects and not channel.retained and channel.events.empty() and self._repair_due(channel):
                     await self.repair(channel)
+                if not channel.retained:
+                    channel.last_progress = time.monotonic()  # a batch that is kept for a retry is no progress
                 failures = 0
             except asyncio.CancelledError:
                 raise
@@ -307,7 +315,10 @@ class Writer:
                 await asyncio.sleep(delay)
             finally:
                 channel.busy_since = None
-                channel.last_progress = time.monotonic()
+
+    @staticmethod
+    def _repair_due(channel: ProviderChannel) -> bool:
+        return channel.retry_at is None or channel.retry_at <= time.monotonic()
 
     def problems(self, now: float | None = None) -> list[str]:
         """Why a writer is not making progress (for readiness): queued work and no finished batch lately."""
@@ -331,8 +342,9 @@ class Writer:
 
     async def _next_batch(self, channel: ProviderChannel) -> list[Any]:
         """Kept events plus whatever is queued; waits for an event, a repair, or the time to retry kept ones."""
-        # Repairs wait while a failed batch is kept: what differs then is mostly our own unfinished plan.
-        if not channel.suspects or channel.retained:
+        # Repairs wait while a failed batch is kept (what differs then is mostly our own unfinished plan),
+        # and after a failed repair until its retry time.
+        if not channel.suspects or channel.retained or not self._repair_due(channel):
             deadlines = [channel.retry_at] if channel.retry_at is not None else []
             deadlines += channel.held.values()
             timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
@@ -379,10 +391,10 @@ class Writer:
         if batch.snapshot is None and not batch.singles:
             return True
         try:
-            observed = await self._observe()
+            await self._settle_disowned(channel)
+            observed = await self._observe(channel)
         except NotLeading:
-            channel.retained = batch.kept()  # for this replica's next term; the next leader reads the cluster itself
-            channel.retry_at = time.monotonic() + self.settings.resync_after_failure
+            self._keep(channel, batch.kept(), retry=True)  # for a later term; a new leader reads the cluster itself
             return False
         except (KubeError, StaleRead) as exc:
             self._give_up(channel, batch, exc)
@@ -393,16 +405,14 @@ class Writer:
         if batch.singles:
             try:
                 if batch.snapshot is not None:
-                    observed = await self._observe()  # the snapshot changed what the events apply to
+                    observed = await self._observe(channel)  # the snapshot changed what the events apply to
                 await self._apply_singles(channel, batch.singles, observed, outcome)
             except (KubeError, StaleRead, NotLeading):
                 outcome.failed = outcome.transient = True
         kept = batch.kept() if outcome.transient else []
         kept_names = {e.target for e in kept}
         kept += [e for e in outcome.held if e.target not in kept_names]
-        channel.retained = kept
-        if outcome.transient:
-            channel.retry_at = time.monotonic() + self.settings.resync_after_failure
+        self._keep(channel, kept, retry=outcome.transient)
         stats.apply_seconds += time.monotonic() - started
         stats.batches += 1
         if outcome.ok:
@@ -426,9 +436,10 @@ class Writer:
                 errors.append(_invalid(name, problems))
             else:
                 desired[name] = valid
-        if not errors:
-            errors = [_violation(p) for p in tree_problems(desired)]
         owned = {name for name, o in observed.items() if o.owner == channel.name}
+        if not errors:
+            others = set(observed) - owned  # members may name other owners' HyperNodes, never nothing
+            errors = [_violation(p) for p in [*tree_problems(desired), *missing_member_problems(desired, others)]]
         # A contested object the provider still wants unchanged is left as it is: rewriting it is the fight.
         previous = channel.desired or {}
         now = time.monotonic()
@@ -438,6 +449,8 @@ class Writer:
         errors.extend(
             OwnershipConflict(f"already exists and belongs to {c.owner}", name=c.name) for c in plan.conflicts
         )
+        if not errors:
+            errors.extend(_violation(p) for p in _unordered_problems(plan))
         if not errors:
             deleting = sum(isinstance(op, Delete) for op in plan.operations)
             refusal = self.settings.guard.refusal(len(owned), deleting, len(desired))
@@ -489,7 +502,7 @@ class Writer:
                 progressed = False
                 for item in list(remaining):
                     try:
-                        fresh = await self._observe()
+                        fresh = await self._observe(channel)
                     except (KubeError, StaleRead, NotLeading):
                         outcome.failed = outcome.transient = True  # a stale view could let two claims through
                         return
@@ -505,7 +518,7 @@ class Writer:
                 # Each alone is fine but not together: judge each against the cluster once more for the reply.
                 for item in remaining:
                     try:
-                        found = await self._try_singles(channel, [item], await self._observe(), outcome)
+                        found = await self._try_singles(channel, [item], await self._observe(channel), outcome)
                     except (KubeError, StaleRead, NotLeading):
                         outcome.failed = outcome.transient = True
                         return
@@ -529,14 +542,17 @@ class Writer:
                 intent.pop(event.target, None)
             else:
                 intent[event.target] = hypernode
-        violations = tree_problems(intent)
+        others = {n for n, o in observed.items() if o.owner != channel.name}
+        violations = [*tree_problems(intent), *missing_member_problems(intent, others)]
         if violations:
             return violations
         changed = {event.target: event for event, _ in items}
-        for name in changed:
-            channel.held.pop(name, None)
         deleted = [n for n, e in changed.items() if e.type is EventType.DELETE]
         plan = plan_changes(channel.name, {n: intent[n] for n in changed if n in intent}, observed, delete=deleted)
+        if plan.unordered:
+            return _unordered_problems(plan)
+        for name in changed:
+            channel.held.pop(name, None)
         refused = {c.name for c in plan.conflicts}
         for conflict in plan.conflicts:
             self._reply(
@@ -597,7 +613,7 @@ class Writer:
         if desired is None or self.settings.dry_run:
             return
         try:
-            observed = await self._observe()
+            observed = await self._observe(channel)
         except (KubeError, StaleRead, NotLeading):
             channel.suspects = {**suspects, **channel.suspects}  # try again with the next wake-up
             channel.retry_at = time.monotonic() + self.settings.resync_after_failure
@@ -616,6 +632,9 @@ class Writer:
                 continue  # not wanted (any more): the latest desired state has nothing to restore
             if current is not None and (current.owner != channel.name or matches(want, current, channel.manager)):
                 continue  # in sync already, or no longer ours to touch
+            if suspect.retry:
+                restore[name] = want  # ours to finish, not another foreign change
+                continue
             channel.stats.foreign_changes += 1
             times = channel.foreign.setdefault(name, collections.deque(maxlen=self.settings.contest_threshold))
             times.append(now)
@@ -641,10 +660,26 @@ class Writer:
             restore[name] = want
         if not restore:
             return
+        owned_now = {n: o.hypernode for n, o in observed.items() if o.owner == channel.name and o.hypernode}
+        others = {n for n, o in observed.items() if o.owner != channel.name}
+        intent = {**owned_now, **restore}
         plan = plan_changes(channel.name, restore, observed)
+        blocked = [*tree_problems(intent), *missing_member_problems(intent, others), *_unordered_problems(plan)]
+        if blocked:
+            # Putting these back alone would break the tree (the rest of the cluster is not at the desired
+            # state either): leave them; the provider's next event or snapshot plans the whole set.
+            for problem in blocked:
+                log.warning("provider %s: not repaired: %s", channel.name, problem)
+            channel.mark(restore, False, "TopologyViolation", f"not repaired: {blocked[0]}")
+            return
         channel.stats.repairs += len({op.name for op in plan.operations})
         self._log_plan(channel, plan, f"repair of {len(restore)} HyperNode(s)")
-        await self._execute(channel, plan, lambda name: Event.update(restore[name]), _Outcome())
+        outcome = _Outcome(quiet=True)  # the provider sent no event for this: there is nothing to reply to
+        await self._execute(channel, plan, lambda name: Event.update(restore[name]), outcome)
+        if outcome.transient:
+            for name in restore:
+                channel.suspects.setdefault(name, Suspect(None, deleted=False, retry=True))
+            channel.retry_at = time.monotonic() + self.settings.resync_after_failure
 
     # -- writing ---------------------------------------------------------------------
 
@@ -682,7 +717,7 @@ class Writer:
             elif not _is_release(op):
                 channel.mark([op.name], True, "Applied", "matches what the provider reported")
         except ApplyError as refused:
-            self._reply(channel, event, refused, attempts)
+            self._reply(channel, event, refused, attempts, quiet=outcome.quiet)
             outcome.failed = True
             return False
         except NotLeading:
@@ -696,7 +731,7 @@ class Writer:
             else:
                 status = exc.status if isinstance(exc, KubeError) else None
                 failure = RequestRejected(f"{_verb(op)} refused: {exc}", name=op.name, status=status)
-            self._reply(channel, event, failure, attempts)
+            self._reply(channel, event, failure, attempts, quiet=outcome.quiet)
             outcome.failed = True
             return False
         return True
@@ -715,6 +750,12 @@ class Writer:
         if fresh:
             raw = await self.client.get(name)
             current = Observed.from_dict(raw) if raw is not None else None
+            others = _other_managers(raw, channel.manager) if raw is not None and isinstance(op, Create) else set()
+            if others and current is not None and current.owner == provider and name not in written:
+                # A create of ours that came back with someone else's fields: a twin made meanwhile, whose
+                # give-back failed last attempt. Never adopt it.
+                await self._give_back(channel, name)
+                raise OwnershipConflict(f"was created meanwhile by {', '.join(sorted(others))}; left to it", name=name)
         if current is not None and current.owner != provider:
             raise OwnershipConflict(f"now belongs to {describe_owner(current)}; left alone", name=name)
         if fresh and not self.gate():
@@ -747,7 +788,7 @@ class Writer:
             if others:
                 # Someone created it meanwhile with exactly our values, so the apply did not conflict:
                 # still not ours. Give back every field only we set (our labels), then say so.
-                await self.client.apply(_empty_apply(name), channel.manager, force=False)
+                await self._give_back(channel, name)
                 raise OwnershipConflict(f"was created meanwhile by {', '.join(sorted(others))}; left to it", name=name)
             stats.writes["create"] += 1
         elif not matches(desired, current, channel.manager):
@@ -771,6 +812,21 @@ class Writer:
         if not _is_release(op):
             channel.owned[name] = desired
 
+    async def _give_back(self, channel: ProviderChannel, name: str) -> None:
+        """Apply nothing under our manager: the fields only we set (our labels) are removed again."""
+        channel.disowned.add(name)
+        async for attempt in self.settings.retry.retrying():
+            with attempt:
+                await self.client.apply(_empty_apply(name), channel.manager, force=False)
+        channel.disowned.discard(name)
+
+    async def _settle_disowned(self, channel: ProviderChannel) -> None:
+        """Try again to give back what a failed give-back left labelled as ours (once per batch)."""
+        for name in sorted(channel.disowned):
+            with contextlib.suppress(KubeError):
+                await self.client.apply(_empty_apply(name), channel.manager, force=False)
+                channel.disowned.discard(name)
+
     # -- helpers ---------------------------------------------------------------------
 
     def _prepare(self, channel: ProviderChannel, hypernode: HyperNode) -> tuple[HyperNode | None, list[Problem]]:
@@ -786,23 +842,46 @@ class Writer:
         verdict = check_document(owned.to_dict(), admission=self.settings.admission)
         return (verdict.hypernode if verdict.ok else None), verdict.problems
 
-    async def _observe(self) -> dict[str, Observed]:
+    async def _observe(self, channel: ProviderChannel | None = None) -> dict[str, Observed]:
+        """The cluster's HyperNodes; with ``channel``, its disowned objects count as someone else's."""
         async for attempt in self.settings.retry.retrying():
             with attempt:
                 items = await self.client.list()
-        return {o.name: o for o in map(Observed.from_dict, items)}
+        observed = {o.name: o for o in map(Observed.from_dict, items)}
+        for name in channel.disowned if channel is not None else ():
+            current = observed.get(name)
+            if current is not None and current.owner == channel.name:  # type: ignore[union-attr]
+                observed[name] = dataclasses.replace(current, owner=None)
+        return observed
+
+    def _keep(self, channel: ProviderChannel, events: list[Event], *, retry: bool) -> None:
+        """Keep ``events`` for the next batch; a claim stays held only while its event is still kept."""
+        channel.retained = events
+        names = {e.target for e in events}
+        channel.held = {name: deadline for name, deadline in channel.held.items() if name in names}
+        channel.retry_at = time.monotonic() + self.settings.resync_after_failure if retry else None
 
     def _give_up(self, channel: ProviderChannel, batch: Batch, exc: Exception) -> None:
-        channel.retained = batch.kept()
-        channel.retry_at = time.monotonic() + self.settings.resync_after_failure
+        self._keep(channel, batch.kept(), retry=True)
         for event in [batch.snapshot, *batch.singles]:
             if event is not None:
                 self._reply(channel, event, RetriesExhausted(f"could not read the cluster's HyperNodes: {exc}"))
 
-    def _reply(self, channel: ProviderChannel, event: Event | None, error: ApplyError, attempts: int = 0) -> None:
+    def _reply(
+        self,
+        channel: ProviderChannel,
+        event: Event | None,
+        error: ApplyError,
+        attempts: int = 0,
+        *,
+        quiet: bool = False,
+    ) -> None:
         channel.stats.failures[error.reason] += 1
         if error.name:
             channel.mark([error.name], False, error.reason, str(error))
+        if quiet:
+            log.warning("provider %s: %s", channel.name, error)
+            return
         log.warning("provider %s: %s: %s", channel.name, event if event is not None else "malformed event", error)
         for problem in error.problems:
             log.warning("provider %s:   %s", channel.name, problem)
@@ -832,6 +911,7 @@ class _Outcome:
     failed: bool = False
     transient: bool = False
     held: list[Event] = field(default_factory=list)  # claims waiting for their release
+    quiet: bool = False  # failures are marked and counted but not replied (repairs: no provider event)
 
     @property
     def ok(self) -> bool:
@@ -840,6 +920,15 @@ class _Outcome:
 
 # Tree rules broken by a claim that a release still on its way would make right.
 _CLAIM_RULES = frozenset({"node in one leaf", "one parent"})
+
+
+def _unordered_problems(plan: Plan) -> list[Problem]:
+    """Writes no order can make safe from the cluster as it is: refused, never written in a risky order."""
+    return [
+        Problem("spec.members", "safe order", "no order of writes keeps the tree strict at every moment from "
+                "what the cluster holds now", "topology", name)
+        for name in plan.unordered
+    ]  # fmt: skip
 
 
 def _other_managers(applied: Mapping[str, Any], manager: str) -> set[str]:

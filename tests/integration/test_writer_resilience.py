@@ -12,8 +12,9 @@ from kubernetes import client
 from tests.builders import leaf, parent
 from tests.faultproxy import FaultProxy, Rule
 from tests.integration.conftest import WriterFactory, cluster_hypernodes, drain, members, wait_for
+from tests.integration.watcher import StateWatcher
 from volcano_topology.api import GROUP, PLURAL, VERSION
-from volcano_topology.provider import Event, EventType, MalformedEvent
+from volcano_topology.provider import Event, EventType, MalformedEvent, OwnershipConflict, TopologyViolation
 from volcano_topology.retries import RetryPolicy
 from volcano_topology.writer import ProviderChannel, Writer
 
@@ -69,12 +70,12 @@ async def test_an_unexpected_exception_is_logged_counted_and_the_batch_retried(
     real_observe = writer._observe
     calls = 0
 
-    async def buggy_observe() -> Any:
+    async def buggy_observe(*args: Any) -> Any:
         nonlocal calls
         calls += 1
         if calls <= 2:
             raise RuntimeError("token refresh failed")  # not a KubeError: a bug or an auth plugin's failure
-        return await real_observe()
+        return await real_observe(*args)
 
     writer._observe = buggy_observe  # type: ignore[method-assign]
     task = start(writer, channel, running)
@@ -99,11 +100,13 @@ async def test_readiness_names_a_writer_that_makes_no_progress(
     assert writer.problems() == []
     await channel.events.put(Event.snapshot([leaf("rd-a", "n1")]))
     await wait_for(lambda: channel.retained != [])
-    later = channel.last_progress + 5.0
-    assert any("provider fabric" in p and "waiting" in p for p in writer.problems(now=later))
+    # The batch fails and is retried every 0.2 s; retries that keep failing are no progress.
+    await wait_for(lambda: writer.problems() != [], within=5)
+    assert channel.stats.failures["RetriesExhausted"] >= 3, "it did keep trying"
+    assert any("provider fabric: 1 event(s) waiting" in p for p in writer.problems())
     outage.times = 0
     await settled(channel)
-    assert writer.problems(now=channel.last_progress + 5.0) == []
+    assert writer.problems() == []
 
 
 # -- bounded memory during an outage ----------------------------------------------------
@@ -134,6 +137,11 @@ async def test_ten_thousand_snapshots_during_an_outage_keep_one_snapshot(
 
 
 # -- drift repair by name ---------------------------------------------------------------
+
+
+def exact(obj: dict[str, Any]) -> list[str]:
+    """Node names by exactMatch (a released leaf may hold a placeholder regexMatch member for a moment)."""
+    return [m["selector"]["exactMatch"]["name"] for m in obj["spec"]["members"] if "exactMatch" in m["selector"]]
 
 
 def foreign_edit(api: client.ApiClient, name: str, *nodes: str) -> dict[str, Any]:
@@ -263,3 +271,133 @@ async def test_repairs_wait_while_a_failed_batch_is_kept(
     assert (members(objects["rw-a"]), members(objects["rw-b"])) == (["n1", "n3"], ["n2"])
     assert channel.stats.repairs == 0, "the kept snapshot, once applied, had already put rw-b right"
     assert not channel.suspects
+
+
+# -- nothing is written that breaks the tree, even part of a set ---------------------------
+
+
+async def test_a_delete_that_leaves_a_parent_naming_nothing_is_refused(
+    make_writer: WriterFactory, faults: FaultProxy, hypernode_api: client.ApiClient
+) -> None:
+    writer = make_writer(claim_wait=0)
+    channel = writer.open("fabric")
+    assert await writer.process(
+        channel, [Event.snapshot([leaf("dm-a", "n1"), leaf("dm-b", "n2"), parent("dm-s", "dm-a", "dm-b")])]
+    )
+    assert not await writer.process(channel, [Event.delete("dm-b")])
+    [reply] = drain(channel)
+    assert isinstance(reply.error, TopologyViolation) and "dm-b does not exist" in str(reply.error)
+    assert "dm-b" in cluster_hypernodes(hypernode_api)
+    assert not await writer.process(channel, [Event.snapshot([leaf("dm-a", "n1"), parent("dm-s", "dm-a", "dm-ghost")])])
+    assert any("member exists" in str(p) for r in drain(channel) for p in r.error.problems)
+
+
+async def test_a_repair_that_alone_would_put_a_node_in_two_leaves_is_not_written(
+    make_writer: WriterFactory, faults: FaultProxy, hypernode_api: client.ApiClient
+) -> None:
+    writer = make_writer()
+    channel = writer.open("fabric")
+    assert await writer.process(channel, [Event.snapshot([leaf("rb-a", "n1"), leaf("rb-b", "n2")])])
+    # v2 swaps the nodes; the first write of its plan is refused for good, so the cluster stays at v1.
+    faults.add(Rule("PATCH", "/hypernodes/rb-a", status=422, reason="Invalid", times=1))
+    assert not await writer.process(channel, [Event.snapshot([leaf("rb-a", "n2"), leaf("rb-b", "n1")])])
+    drain(channel)
+    assert exact(cluster_hypernodes(hypernode_api)["rb-a"]) == ["n1"], "rb-a still holds n1"
+    watcher = StateWatcher(hypernode_api, "fabric").start()
+    edited = foreign_edit(hypernode_api, "rb-b", "n9")  # someone touches rb-b; its desired state claims n1
+    channel.suspect("rb-b", edited["metadata"]["resourceVersion"], deleted=False)
+    await writer.repair(channel)
+    await asyncio.sleep(0.5)
+    watcher.stop()
+    assert exact(cluster_hypernodes(hypernode_api)["rb-b"]) == ["n9"], "not put back while rb-a holds n1"
+    assert exact(cluster_hypernodes(hypernode_api)["rb-a"]) == ["n1"]
+    assert watcher.violations == []
+    assert (channel.sync["rb-b"].synced, channel.sync["rb-b"].reason) == (False, "TopologyViolation")
+    assert drain(channel) == [], "a repair answers to no provider event"
+
+
+async def test_a_twin_whose_give_back_fails_is_never_adopted(
+    make_writer: WriterFactory, faults: FaultProxy, hypernode_api: client.ApiClient
+) -> None:
+    policy = RetryPolicy(initial=0.01, maximum=0.02, jitter=0.0, attempts=2, deadline=2.0)
+    writer = make_writer(timeout=5.0, retry=policy)
+    channel = writer.open("fabric")
+    faults.add(Rule("PATCH", "/hypernodes/tw-x", action="delay", delay=1.0))
+    task = asyncio.create_task(writer.process(channel, [Event.create(leaf("tw-x", "n1"))]))
+    await wait_for(lambda: any(r.hits for r in faults.rules))
+    await asyncio.to_thread(
+        client.CustomObjectsApi(hypernode_api).create_cluster_custom_object, GROUP, VERSION, PLURAL,
+        leaf("tw-x", "n1").to_dict(),
+    )  # fmt: skip
+    broken = faults.add(Rule("PATCH", "/hypernodes/tw-x", status=503, reason="ServiceUnavailable", times=100))
+    assert not await asyncio.wait_for(task, 30)
+    assert "tw-x" in channel.disowned and "tw-x" not in channel.owned
+    broken.times = 0
+    drain(channel)
+    assert not await writer.process(channel, list(channel.retained) or [Event.create(leaf("tw-x", "n1"))])
+    assert {type(r.error) for r in drain(channel)} == {OwnershipConflict}
+    assert "tw-x" not in channel.owned and not channel.disowned
+    assert "labels" not in cluster_hypernodes(hypernode_api)["tw-x"]["metadata"], "our labels were given back"
+
+
+async def test_no_busy_loop_after_a_held_claim_is_superseded(
+    make_writer: WriterFactory, faults: FaultProxy, hypernode_api: client.ApiClient, running: list[Any]
+) -> None:
+    writer = make_writer(claim_wait=0.3)
+    channel = writer.open("fabric")
+    calls = 0
+    real_next = writer._next_batch
+
+    async def counting(ch: ProviderChannel) -> list[Any]:
+        nonlocal calls
+        calls += 1
+        return await real_next(ch)
+
+    writer._next_batch = counting  # type: ignore[method-assign]
+    start(writer, channel, running)
+    await channel.events.put(Event.snapshot([leaf("bl-a", "n1"), leaf("bl-b", "n2")]))
+    await settled(channel)
+    await channel.events.put(Event.update(leaf("bl-b", "n2", "n1")))  # held: n1 is still in bl-a
+    await wait_for(lambda: "bl-b" in channel.held)
+    await channel.events.put(Event.snapshot([leaf("bl-a", "n1"), leaf("bl-b", "n2", "n3")]))  # supersedes it
+    await settled(channel)
+    await asyncio.sleep(0.5)  # past the held claim's deadline
+    before = calls
+    await asyncio.sleep(1.0)
+    assert calls - before <= 1, f"{calls - before} turns of the loop in a second with nothing to do"
+    assert channel.held == {}
+
+
+async def test_a_repair_does_not_spin_while_this_replica_may_not_write(
+    make_writer: WriterFactory, faults: FaultProxy, hypernode_api: client.ApiClient, running: list[Any]
+) -> None:
+    writer = make_writer(resync_after_failure=0.5)
+    channel = writer.open("fabric")
+    await writer.process(channel, [Event.snapshot([leaf("ns-a", "n1")])])
+    writer.client.gate = lambda: False  # deposed: every request is refused before it is sent
+    start(writer, channel, running)
+    channel.suspect("ns-a", "1", deleted=True)
+    await asyncio.sleep(1.6)
+    assert writer.client.requests["list"] <= 1 + 4, "about one attempt per resync period, not a busy loop"
+    assert channel.suspects, "kept for when it may write again"
+
+
+async def test_a_repair_that_fails_for_a_while_is_retried_until_it_lands(
+    make_writer: WriterFactory, faults: FaultProxy, hypernode_api: client.ApiClient, running: list[Any]
+) -> None:
+    policy = RetryPolicy(initial=0.01, maximum=0.02, jitter=0.0, attempts=2, deadline=1.0)
+    writer = make_writer(retry=policy, resync_after_failure=0.3)
+    channel = writer.open("fabric")
+    start(writer, channel, running)
+    await channel.events.put(Event.snapshot([leaf("rt-a", "n1"), leaf("rt-b", "n2")]))
+    await settled(channel)
+    outage = faults.add(Rule("PATCH", "/hypernodes/rt-b", status=503, reason="ServiceUnavailable", times=10**6))
+    foreign_delete(hypernode_api, "rt-b")
+    channel.suspect("rt-b", None, deleted=True)
+    await wait_for(lambda: outage.hits >= 2)
+    await asyncio.sleep(0.5)
+    outage.times = 0  # no further watch event comes: the repair must retry on its own
+    await wait_for(lambda: "rt-b" in cluster_hypernodes(hypernode_api), within=10)
+    await settled(channel)
+    assert drain(channel) == [], "the provider sent nothing, so it is answered nothing"
+    assert channel.stats.foreign_changes == 1, "a retry of our own repair is not another foreign change"
