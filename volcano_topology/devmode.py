@@ -75,7 +75,7 @@ def run_dev(options: DevOptions) -> int:
                 wrap = _wrapper(options.source, options.source_interval)
                 label = str(given) if given is not None else f"--source {options.source}"
                 text = wrap(_read(given) if given is not None else "", label)
-                follow = _Follow(given.resolve() if given is not None else None, wrap, text)
+                follow = _Follow(given.resolve() if given is not None else None, label, wrap, text)
             else:
                 assert given is not None
                 label, text = str(given), _read(given)
@@ -192,6 +192,7 @@ class _Follow:
     """Keeps the operator's configuration in step with a provider's config block (``--source``)."""
 
     block: Path | None  # None: no --config, the provider runs with its defaults
+    label: str  # the file as the user named it
     wrap: Callable[[str, str], str]
     written: str  # the operator configuration last written
     target: Path | None = None
@@ -212,14 +213,14 @@ class _Follow:
                 unreadable = False
             except OSError as exc:
                 if not unreadable:
-                    print(f"error: {self.block}: cannot read: {exc.strerror or exc}", file=sys.stderr, flush=True)
+                    print(f"error: {self.label}: cannot read: {exc.strerror or exc}", file=sys.stderr, flush=True)
                 unreadable = True
                 continue
             if text == seen:
                 continue
             seen = text
             try:
-                written = self.wrap(text, str(self.block))
+                written = self.wrap(text, self.label)
             except DevConfigError as exc:
                 print(f"error: {exc} (the provider keeps its last good config)", file=sys.stderr, flush=True)
                 continue
@@ -228,7 +229,7 @@ class _Follow:
                 partial.write_text(written)
                 partial.replace(self.target)  # the operator never reads half a file
                 self.written = written
-                say(f"{self.block} changed: the operator reloads it")
+                say(f"{self.label} changed: the operator reloads it")
 
 
 def _run_vendor(options: DevOptions, configuration: Configuration, config: Path | None, follow: _Follow | None) -> int:
