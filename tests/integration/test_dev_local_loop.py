@@ -244,3 +244,65 @@ def test_the_guides_local_loop_runs_as_written(tmp_path: Path) -> None:
     assert "CRD installed; providers from " in out.text() and ": example\n" in out.text()
     left = subprocess.run(["pgrep", "-f", str(workdir)], capture_output=True, text=True).stdout.split()
     assert left == []
+
+
+def test_the_guides_walk_from_the_template_to_dev(tmp_path: Path) -> None:
+    """new-provider, pip install --target, dev --source with the template's config block, an edit, Ctrl-C."""
+    new_provider, install, dev = [shlex.split(line) for line in guide_block("template commands").strip().splitlines()]
+    assert new_provider[:2] == ["volcano-topology", "new-provider"] and install[:2] == ["pip", "install"]
+    assert dev[:2] == ["volcano-topology", "dev"] and "--source" in dev
+    subprocess.run([*DEV[:-1], *new_provider[1:]], cwd=tmp_path, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", *install, "--quiet", "--no-build-isolation"], cwd=tmp_path, check=True)
+    block = tmp_path / dev[dev.index("--config") + 1]
+    workdir = tmp_path / "dev"
+    proc = subprocess.Popen(
+        [*DEV, *dev[2:], "--workdir", str(workdir), "--health-port", str(free_port())],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        out = Output(proc.stdout)  # type: ignore[arg-type]
+        seen = out.wait_for(*tree_lines(guide_block("template first tree")))
+        original = block.read_text()
+        block.write_text(original + "  - {name: [\n")  # a broken edit first: reported, the provider keeps running
+        time.sleep(2.5)
+        block.write_text(original.rstrip("\n") + "\n" + guide_block("template edit"))
+        out.wait_for(
+            f"{dev[dev.index('--config') + 1]} changed: the operator reloads it",
+            *tree_lines(guide_block("template edited tree")),
+            after=seen,
+        )
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = proc.stderr.read() if proc.stderr else ""
+    assert code == 0, out.text() + err
+    assert "provider acme-fabric: configuration changed, restarting" in err
+    assert "configuration error" not in err, err
+    config = dev[dev.index("--config") + 1]
+    assert f"error: {config}: not valid YAML: " in err and "(the provider keeps its last good config)" in err, err
+    assert err.count("provider acme-fabric: configuration changed, restarting") == 1, "the broken edit changed nothing"
+    left = subprocess.run(["pgrep", "-f", str(workdir)], capture_output=True, text=True).stdout.split()
+    assert left == []
+
+
+def test_dev_source_refuses_a_block_that_cannot_run(tmp_path: Path) -> None:
+    providers = provider_dir(tmp_path / "providers")
+    block = tmp_path / "static.yaml"
+    block.write_text("hypernode: []\n")
+    result = subprocess.run(
+        [*DEV, "--provider-path", str(providers), "--source", "static", "--config", str(block)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert f"error: {block}: provider 'static': invalid config: hypernode: Extra inputs" in result.stderr
+    block.write_text("networkTopologyDiscovery: []\n")
+    result = subprocess.run(
+        [*DEV, "--provider-path", str(providers), "--source", "static", "--config", str(block)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "this is a whole configuration (networkTopologyDiscovery): give it with --config alone" in result.stderr
+    assert "starting kube-apiserver" not in result.stdout
