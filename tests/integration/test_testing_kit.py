@@ -23,6 +23,7 @@ from volcano_topology.testing import (
     assert_strict_tree,
     discover_provider,
     run_offline,
+    run_on_cluster,
     start_control_plane,
 )
 
@@ -82,11 +83,31 @@ async def test_cluster_run_returns_the_replies_and_writes_nothing_of_a_refused_s
         assert_no_problems(result)
 
 
-async def test_cluster_run_of_a_failing_provider_times_out_naming_the_failure(
-    vt_control_plane: LocalControlPlane,
-) -> None:
+async def test_cluster_run_of_a_failing_provider_times_out_naming_the_failure(vt_kubeconfig: str) -> None:
     with pytest.raises(TimeoutError, match="RuntimeError: vendor API down"):
-        await apply_provider(vt_control_plane, Raises(), "raises", within=1.5)
+        await apply_provider(vt_kubeconfig, Raises(), "raises", within=1.5)
+
+
+class FromContext(Provider):
+    """One leaf of the nodes it is shown, named after its credentials and interval."""
+
+    async def start(self, events: asyncio.Queue[Event], replies: asyncio.Queue[Reply], ctx: ProviderContext) -> None:
+        name = f"{ctx.credentials['site'].decode()}-{ctx.interval:g}s"
+        await events.put(Event.snapshot([leaf(name, *sorted(ctx.cluster.nodes()))]))
+        await ctx.stopping.wait()
+
+
+def test_cluster_run_gives_the_provider_nodes_credentials_and_interval(vt_control_plane: LocalControlPlane) -> None:
+    result = run_on_cluster(
+        vt_control_plane, FromContext(), "from-context", nodes={"gpu-1": {}, "gpu-0": {}},
+        credentials={"site": b"lab"}, interval=30.0, keep=True,
+    )  # fmt: skip
+    assert result.names == ["lab-30s"]
+    assert result.members("lab-30s") == ["gpu-0", "gpu-1"]
+    assert_no_problems(result)
+    # keep=True left it there; the next run of the same source starts from a clean slate.
+    again = run_on_cluster(vt_control_plane, Raises(), "from-context", until=lambda owned: True, settle=0.1)
+    assert again.objects == {}
 
 
 def test_missing_binaries_name_the_build_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
