@@ -111,6 +111,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     dev.add_argument("--source", metavar="NAME", help="run this provider (its entry point) instead of the emulated one")
     dev.add_argument("--provider-path", action="append", default=[], metavar="DIR", help="extra provider directory")
+    dev.add_argument(
+        "--nodes", type=Path, help="with --config or --source: Nodes to create (names, name->labels, or a NodeList)"
+    )
     dev.add_argument("--model", help="an emulated fabric model: a shipped name or a file (default small-64)")
     dev.add_argument("--interval", help="how often the provider scans (emulated: default 5s; --source: its own)")
     dev.add_argument("--health-port", type=int, default=8080)
@@ -277,9 +280,10 @@ def _dev(args: argparse.Namespace) -> int:
     from volcano_topology.devmode import DevOptions, run_dev
 
     vendor = args.config is not None or args.source is not None
-    if args.provider_path and not vendor:
-        print("error: --provider-path needs --config FILE or --source NAME: which providers to run", file=sys.stderr)
-        return EXIT_USAGE
+    for given, option in ((args.provider_path, "--provider-path"), (args.nodes, "--nodes")):
+        if given and not vendor:
+            print(f"error: {option} needs --config FILE or --source NAME: which providers to run", file=sys.stderr)
+            return EXIT_USAGE
     if vendor and args.model:
         print("error: --model is the emulated fabric's; with --config or --source it has no use", file=sys.stderr)
         return EXIT_USAGE
@@ -289,7 +293,7 @@ def _dev(args: argparse.Namespace) -> int:
     return run_dev(DevOptions(
         args.workdir, args.model or "small-64", args.interval or "5s", args.health_port, args.once,
         config=args.config, provider_paths=tuple(args.provider_path), source=args.source,
-        source_interval=args.interval,
+        source_interval=args.interval, nodes=args.nodes,
     ))  # fmt: skip
 
 

@@ -61,6 +61,7 @@ class DevOptions:
     source: str | None = None  # run this provider; ``config`` (optional) is then its config block
     # With ``source``: the entry's interval (None: the provider's own).
     source_interval: str | None = None
+    nodes: Path | None = None  # Nodes to create for the providers to see (names, name -> labels, or a NodeList)
 
 
 class DevConfigError(Exception):
@@ -80,13 +81,14 @@ def run_dev(options: DevOptions) -> int:
                 assert given is not None
                 label, text = str(given), _read(given)
             configuration = check_configuration(text, label, options.provider_paths)
+            wanted_nodes = read_nodes(options.nodes) if options.nodes is not None else {}
         except DevConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         if follow is not None:
-            return _run_vendor(options, configuration, None, follow)
+            return _run_vendor(options, configuration, None, follow, wanted_nodes)
         assert given is not None
-        return _run_vendor(options, configuration, given.resolve(), None)
+        return _run_vendor(options, configuration, given.resolve(), None, wanted_nodes)
     try:
         from volcano_topology_emulated.nodes import apply_nodes
         from volcano_topology_emulated.provider import EmulatedSettings
@@ -132,6 +134,29 @@ def _read(path: Path) -> str:
         return path.read_text()
     except OSError as exc:
         raise DevConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+
+
+def read_nodes(path: Path) -> dict[str, dict[str, str]]:
+    """Nodes as ``discover --nodes`` takes them: a list of names, a name -> labels mapping, or a NodeList."""
+    from volcano_topology.discover import DiscoveryError, load_nodes
+
+    text = _read(path)
+    try:
+        return load_nodes(text)
+    except yaml.YAMLError as exc:
+        raise DevConfigError(f"{path}: not valid YAML: {yaml_problem(exc)}") from exc
+    except (DiscoveryError, AttributeError) as exc:
+        raise DevConfigError(f"{path}: {exc}") from exc
+
+
+def create_nodes(api: client.ApiClient, nodes: dict[str, dict[str, str]]) -> None:
+    """Create (or relabel) these Nodes: the cluster view a provider gets, as in a real cluster."""
+    core = client.CoreV1Api(api)
+    for name, labels in nodes.items():
+        body = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}}
+        core.patch_node(
+            name, body, field_manager="volcano-topology-dev", force=True, _content_type="application/apply-patch+yaml"
+        )
 
 
 def _wrapper(source: str, interval: str | None) -> Callable[[str, str], str]:
@@ -232,7 +257,13 @@ class _Follow:
                 say(f"{self.label} changed: the operator reloads it")
 
 
-def _run_vendor(options: DevOptions, configuration: Configuration, config: Path | None, follow: _Follow | None) -> int:
+def _run_vendor(
+    options: DevOptions,
+    configuration: Configuration,
+    config: Path | None,
+    follow: _Follow | None,
+    nodes: dict[str, dict[str, str]],
+) -> int:
     """Run the providers of ``configuration``: from the user's file ``config``, else from a file in the workdir."""
     started = time.monotonic()
     workdir = options.workdir or Path(tempfile.mkdtemp(prefix="volcano-topology-dev-"))
@@ -242,6 +273,13 @@ def _run_vendor(options: DevOptions, configuration: Configuration, config: Path 
     try:
         api = kube.api_client(plane.kubeconfig)
         kube.apply_crd(api)
+        try:
+            create_nodes(api, nodes)
+        except client.ApiException as exc:
+            print(f"error: {options.nodes}: the API server refused a Node: {exc.reason}: {exc.body}", file=sys.stderr)
+            return 2
+        if nodes:
+            say(f"{len(nodes)} Nodes from {options.nodes}")
         sources = ", ".join(configuration.enabled())
         if config is not None:
             say(f"control plane at {plane.url}; CRD installed; providers from {config}: {sources}")

@@ -107,12 +107,14 @@ def synced_status(api: client.ApiClient, name: str, within: float = 20.0) -> dic
 def test_dev_runs_a_vendor_provider_and_reloads_its_config(tmp_path: Path) -> None:
     providers = provider_dir(tmp_path / "providers")  # what `pip install --no-deps --target DIR pkg` leaves
     config = static_config(tmp_path / "topology.yaml", [static_leaf("leaf-a", "n1", "n2")])
+    nodes = tmp_path / "nodes.yaml"
+    nodes.write_text("n1: {rack: a}\nn2: {rack: a}\nn3: {}\n")  # as `discover --nodes` takes them
     workdir = tmp_path / "dev"
     port = free_port()
     started = time.monotonic()
     proc = subprocess.Popen(
         [*DEV, "--workdir", str(workdir), "--provider-path", str(providers), "--config", str(config),
-         "--health-port", str(port)],
+         "--nodes", str(nodes), "--health-port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -123,6 +125,13 @@ def test_dev_runs_a_vendor_provider_and_reloads_its_config(tmp_path: Path) -> No
         assert f"configuration: {config} (edit it" in out.text(), "dev runs on the user's own file"
         assert listening_on(port) == {"0100007F"}, "health and metrics on 127.0.0.1 only"
         api = kube.api_client(workdir / "admin.kubeconfig")
+        listed: Any = client.CoreV1Api(api).list_node()
+        assert {n.metadata.name: n.metadata.labels for n in listed.items} == {
+            "n1": {"rack": "a"},
+            "n2": {"rack": "a"},
+            "n3": None,
+        }, "--nodes created the Nodes the provider sees"
+        assert f"3 Nodes from {nodes}" in out.text()
         status = synced_status(api, "leaf-a")
         assert "nodeCount" not in status, "the file's operator block (default: nodeCount off) applies"
         leases: Any = client.CoordinationV1Api(api).list_lease_for_all_namespaces()
@@ -205,6 +214,20 @@ def test_dev_refuses_a_config_that_cannot_run_before_starting_anything(
     assert "Traceback" not in result.stderr
     assert "starting kube-apiserver" not in result.stdout, "nothing is started for a configuration that cannot run"
     assert not (tmp_path / "dev").exists()
+
+
+def test_dev_refuses_nodes_it_cannot_read(tmp_path: Path) -> None:
+    providers = provider_dir(tmp_path / "providers")
+    config = static_config(tmp_path / "topology.yaml", [])
+    nodes = tmp_path / "nodes.yaml"
+    nodes.write_text("just a sentence\n")
+    result = subprocess.run(
+        [*DEV, "--provider-path", str(providers), "--config", str(config), "--nodes", str(nodes)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert f"error: {nodes}: --nodes: expected a list of names, a mapping of name to labels" in result.stderr
+    assert "starting kube-apiserver" not in result.stdout
 
 
 def test_dev_without_config_refuses_a_provider_path(tmp_path: Path) -> None:
