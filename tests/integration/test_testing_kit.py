@@ -147,3 +147,10 @@ def test_the_guide_example_runs_as_written(
     exec(compile(match.group(1), "test-kit example", "exec"), namespace)
     namespace["test_offline"]()
     namespace["test_on_a_real_api_server"](vt_control_plane)
+
+
+def test_the_plugin_loads_without_importing_the_kubernetes_client() -> None:
+    """Every pytest run where volcano-topology is installed loads the plugin: it stays light until used."""
+    code = "import sys, volcano_topology.testing.plugin; print(sorted(m for m in sys.modules if m.startswith('kube')))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30)
+    assert done.stdout.strip() == "[]"

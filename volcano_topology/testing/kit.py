@@ -1,20 +1,4 @@
-"""A test kit for provider authors (also a pytest plugin: see :mod:`volcano_topology.testing.plugin`).
-
-Three ways to look at a provider, each with the framework's own machinery:
-
-- :func:`run_offline` (or ``await discover_provider(...)``) runs it once with no cluster, the way
-  ``volcano-topology discover`` does, and returns every event it sent plus the HyperNodes the
-  writer would write and every problem the writer's checks would find.
-- :func:`run_on_cluster` (or ``await apply_provider(...)``) runs it through the real writer
-  against a real API server (the ``vt_control_plane`` fixture) and returns the objects the
-  API server holds and the replies the provider was sent.
-- :func:`assert_strict_tree` fails with every strict-tree problem (one home per node, one
-  parent per HyperNode, no missing child, parents above children) named.
-
-The ``vt_control_plane`` fixture is a session-wide kube-apiserver + etcd on loopback with the
-HyperNode CRD installed. It never builds binaries: run ``volcano-topology control-plane build``
-once first (or set ``KUBEBUILDER_ASSETS``).
-"""
+"""The test kit's implementation; import its names from ``volcano_topology.testing``."""
 
 from __future__ import annotations
 

@@ -16,11 +16,12 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from volcano_topology.controlplane.cluster import LocalControlPlane
-from volcano_topology.testing import ControlPlaneUnavailable, start_control_plane
+if TYPE_CHECKING:
+    from volcano_topology.controlplane.cluster import LocalControlPlane
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +29,8 @@ def vt_control_plane(
     tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[LocalControlPlane]:
     """A session-wide local control plane with the HyperNode CRD installed."""
+    from volcano_topology.testing.kit import ControlPlaneUnavailable, start_control_plane
+
     workdir = tmp_path_factory.mktemp("vt-control-plane")
     try:
         plane = start_control_plane(workdir)
