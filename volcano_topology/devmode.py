@@ -16,6 +16,7 @@ rest of its ``operator`` block applies.
 With ``--source NAME [--config FILE]`` the file is just that provider's ``config`` block (the
 one ``discover NAME --config FILE`` takes): dev writes the operator's configuration around it
 into its workdir and rewrites it whenever the file changes, so editing reloads the same way.
+In both, ``--nodes FILE`` creates Nodes first (the formats ``discover --nodes`` takes).
 """
 
 from __future__ import annotations
