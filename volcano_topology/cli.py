@@ -106,13 +106,17 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument(
         "--config",
         type=Path,
+        metavar="FILE",
         help="run the providers this configuration file enables (networkTopologyDiscovery shape) instead of the "
         "emulated fabric; with --source, the file is that provider's config block; editing the file reloads them",
     )
     dev.add_argument("--source", metavar="NAME", help="run this provider (its entry point) instead of the emulated one")
     dev.add_argument("--provider-path", action="append", default=[], metavar="DIR", help="extra provider directory")
     dev.add_argument(
-        "--nodes", type=Path, help="with --config or --source: Nodes to create (names, name->labels, or a NodeList)"
+        "--nodes",
+        type=Path,
+        metavar="FILE",
+        help="with --config or --source: Nodes to create (names, name->labels, or a NodeList)",
     )
     dev.add_argument("--model", help="an emulated fabric model: a shipped name or a file (default small-64)")
     dev.add_argument("--interval", help="how often the provider scans (emulated: default 5s; --source: its own)")
