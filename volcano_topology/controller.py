@@ -371,7 +371,7 @@ class Controller:
             provider = registry.instantiate(want.loaded, want.entry.config)
             run = ProviderRun(
                 source, provider, writer, interval=want.entry.interval,
-                nodes=self.nodes_view() if self.nodes_view else None, credentials=want.credentials,
+                nodes=self.nodes_view, credentials=want.credentials,
             )  # fmt: skip
             run.start()
             self.runs[source] = Running(want.entry, want.fingerprint, run)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from volcano_topology.api import HyperNode
@@ -21,15 +21,19 @@ from volcano_topology.writer import ProviderChannel, Writer
 log = logging.getLogger(__name__)
 
 
+NodeLabels = Mapping[str, Mapping[str, str]]
+
+
 @dataclass
 class StaticCluster:
-    """A ClusterView over known node labels and the channel's owned HyperNodes."""
+    """A ClusterView over node labels (fixed, or read live from a callable) and the channel's owned HyperNodes."""
 
-    node_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    node_labels: NodeLabels | Callable[[], NodeLabels] = field(default_factory=dict)
     channel: ProviderChannel | None = None
 
-    def nodes(self) -> Mapping[str, Mapping[str, str]]:
-        return self.node_labels
+    def nodes(self) -> NodeLabels:
+        # A callable is asked each time: the operator's Node index changes after the provider started.
+        return self.node_labels() if callable(self.node_labels) else self.node_labels
 
     def owned_hypernodes(self) -> Mapping[str, HyperNode]:
         return dict(self.channel.owned) if self.channel is not None else {}
@@ -48,7 +52,7 @@ class ProviderRun:
         writer: Writer,
         *,
         interval: float | None = None,
-        nodes: Mapping[str, Mapping[str, str]] | None = None,
+        nodes: NodeLabels | Callable[[], NodeLabels] | None = None,
         secrets: object | None = None,
         credentials: Mapping[str, bytes] | None = None,
         initial_backoff: float = 1.0,

@@ -191,3 +191,15 @@ async def test_a_hung_scan_times_out_and_counts_as_a_failure() -> None:
     assert events == []
     assert provider.stats.failures >= 2
     assert provider.stats.last_error == "scan() did not return within 0.05s"
+
+
+def test_the_cluster_view_of_nodes_is_live() -> None:
+    """A provider reading ctx.cluster.nodes() on each scan sees Nodes the operator learned of after it started."""
+    from volcano_topology.runner import StaticCluster
+
+    index: dict[str, dict[str, str]] = {}
+    view = StaticCluster(lambda: index)
+    assert view.nodes() == {}
+    index["gpu-0"] = {"rack": "a1"}
+    assert view.nodes() == {"gpu-0": {"rack": "a1"}}
+    assert StaticCluster({"n": {}}).nodes() == {"n": {}}, "a fixed mapping still works"
