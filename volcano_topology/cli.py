@@ -52,7 +52,11 @@ def _parser() -> argparse.ArgumentParser:
 
     discover = commands.add_parser("discover", help="run one provider once, offline, and print its HyperNodes")
     discover.add_argument("source", help="the provider's name (its entry point)")
-    discover.add_argument("--config", type=Path, help="the provider's config (or a file with networkTopologyDiscovery)")
+    discover.add_argument(
+        "--config",
+        help="the provider's config: a file (its config block, or a file with networkTopologyDiscovery), "
+        "or the block inline, e.g. --config '{modelFile: tiny-8}'",
+    )
     discover.add_argument("--nodes", type=Path, help="nodes the provider may see: names, name->labels, or a NodeList")
     discover.add_argument("-o", "--output", choices=["yaml", "json", "tree"], default="yaml")
     discover.add_argument(
@@ -181,7 +185,7 @@ def _discover(args: argparse.Namespace) -> int:
         print(f"error: {errors[0]}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        config = provider_config(args.config.read_text(), args.source) if args.config else {}
+        config = provider_config(config_text(args.config), args.source) if args.config else {}
         nodes = load_nodes(args.nodes.read_text()) if args.nodes else {}
     except (OSError, yaml.YAMLError, DiscoveryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -209,6 +213,14 @@ def _discover(args: argparse.Namespace) -> int:
     sys.stdout.write(render(result.hypernodes, args.output))
     print(f"{args.source}: {len(result.hypernodes)} HyperNodes", file=sys.stderr)
     return EXIT_OK
+
+
+def config_text(value: str) -> str:
+    """``--config`` names a file, or is the YAML block itself (anything that is not an existing path)."""
+    path = Path(value)
+    if path.exists() or not any(mark in value for mark in "{:\n"):
+        return path.read_text()  # a missing path without YAML in it: say the file is missing
+    return value
 
 
 def _run(args: argparse.Namespace) -> int:

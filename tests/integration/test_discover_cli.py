@@ -90,3 +90,15 @@ def test_providers_lists_installed_providers() -> None:
     assert "volcano-topology-provider-emulated" in row
     assert "0.1.0" in row
     assert row.endswith("compatible")
+
+
+def test_discover_takes_the_config_block_inline_or_as_a_file(tmp_path: Path) -> None:
+    inline = run("discover", "emulated", "--config", "{modelFile: tiny-8}", "-o", "tree")
+    assert inline.returncode == 0, inline.stderr
+    assert "emulated: 3 HyperNodes" in inline.stderr
+    block = tmp_path / "block.yaml"
+    block.write_text("modelFile: tiny-8\n")
+    from_file = run("discover", "emulated", "--config", str(block), "-o", "tree")
+    assert from_file.stdout == inline.stdout
+    missing = run("discover", "emulated", "--config", str(tmp_path / "missing.yaml"))
+    assert missing.returncode == 2 and "No such file" in missing.stderr
