@@ -98,10 +98,7 @@ def run_dev(options: DevOptions) -> int:
         return 2
     settings = EmulatedSettings.model_validate({"modelFile": options.model})
     started = time.monotonic()
-    workdir = options.workdir or Path(tempfile.mkdtemp(prefix="volcano-topology-dev-"))
-    say(f"starting kube-apiserver + etcd in {workdir} (the first run builds them: several minutes)")
-    plane = LocalControlPlane(workdir)
-    plane.start()
+    workdir, plane = _start_control_plane(options)
     try:
         api = kube.api_client(plane.kubeconfig)
         kube.apply_crd(api)
@@ -267,10 +264,7 @@ def _run_vendor(
 ) -> int:
     """Run the providers of ``configuration``: from the user's file ``config``, else from a file in the workdir."""
     started = time.monotonic()
-    workdir = options.workdir or Path(tempfile.mkdtemp(prefix="volcano-topology-dev-"))
-    say(f"starting kube-apiserver + etcd in {workdir} (the first run builds them: several minutes)")
-    plane = LocalControlPlane(workdir)
-    plane.start()
+    workdir, plane = _start_control_plane(options)
     try:
         api = kube.api_client(plane.kubeconfig)
         kube.apply_crd(api)
@@ -359,6 +353,14 @@ async def _print_tree(api: client.ApiClient, started: float, stop: asyncio.Event
                 stop.set()
                 return
         previous = text
+
+
+def _start_control_plane(options: DevOptions) -> tuple[Path, LocalControlPlane]:
+    workdir = options.workdir or Path(tempfile.mkdtemp(prefix="volcano-topology-dev-"))
+    say(f"starting kube-apiserver + etcd in {workdir} (the first run builds them: several minutes)")
+    plane = LocalControlPlane(workdir)
+    plane.start()
+    return workdir, plane
 
 
 def say(message: str) -> None:
