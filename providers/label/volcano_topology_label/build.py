@@ -50,6 +50,8 @@ class Built:
     invalid_names: frozenset[str] = frozenset()
     # Node -> the type it was placed under.
     placed: Mapping[str, str] = field(default_factory=dict)
+    # Label path -> the name of its HyperNode.
+    names: Mapping[Path, str] = field(default_factory=dict)
 
     def gauges(self) -> dict[str, float]:
         return {
@@ -137,6 +139,7 @@ def analyse(nodes: Mapping[str, Mapping[str, str]], settings: LabelSettings) -> 
         frozenset(outside),
         frozenset(invalid),
         placed,
+        names,
     )
 
 
@@ -212,7 +215,8 @@ def _hypernode(
     if path[-1] != UNLABELLED:
         key = settings.tiers(path[0])[len(path) - 2]
         # As Volcano's label source does: the tier's label on the HyperNode, and the label key as tierName.
-        labels = {key: path[-1]}
+        # (A value read from a --nodes file may not be a valid label value; a Node's always is.)
+        labels = {key: path[-1]} if not kubenames.label_value_problems(path[-1]) else None
         tier_name = key if len(key) <= MAX_TIER_NAME else None
     return HyperNode(
         metadata=ObjectMeta(name=names[path], labels=labels),
