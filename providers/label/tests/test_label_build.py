@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from volcano_topology_label import LabelSettings, analyse, build
 
 from volcano_topology.api import HyperNode
@@ -56,7 +57,11 @@ def test_a_spine_leaf_tree_with_readable_names_tiers_labels_and_tier_names() -> 
 
 
 def test_the_same_value_under_two_parents_is_two_hypernodes_each_with_one_parent() -> None:
-    nodes = {"a": {"spine": "s1", "leaf": "rack1"}, "b": {"spine": "s2", "leaf": "rack1"}, "c": {"spine": "s2", "leaf": "r2"}}
+    nodes = {
+        "a": {"spine": "s1", "leaf": "rack1"},
+        "b": {"spine": "s2", "leaf": "rack1"},
+        "c": {"spine": "s2", "leaf": "r2"},
+    }
     built = analyse(nodes, settings())
     assert_valid(built.hypernodes)
     found = by_name(built.hypernodes)
@@ -77,7 +82,12 @@ def test_names_do_not_depend_on_unrelated_nodes() -> None:
 
 
 def test_a_node_missing_a_level_is_skipped_by_default_and_counted() -> None:
-    nodes = {"a": {"spine": "s1", "leaf": "l1"}, "b": {"spine": "s1"}, "c": {"leaf": "l1"}, "d": {"spine": "s1", "leaf": ""}}
+    nodes = {
+        "a": {"spine": "s1", "leaf": "l1"},
+        "b": {"spine": "s1"},
+        "c": {"leaf": "l1"},
+        "d": {"spine": "s1", "leaf": ""},
+    }
     built = analyse(nodes, settings())
     assert_valid(built.hypernodes)
     assert built.missing_level == {"b", "c", "d"}  # an empty value counts as missing
@@ -119,8 +129,7 @@ def test_mixed_depth_two_generations_give_one_strict_tree_each() -> None:
     }
     built = analyse(nodes, settings(types=types))
     assert_valid(built.hypernodes)
-    assert {n: t for n, t in built.placed.items()} == {**dict.fromkeys((f"h{i}" for i in range(8)), "h100"),
-                                                        **dict.fromkeys((f"a{i}" for i in range(4)), "a100")}  # fmt: skip
+    assert dict(built.placed) == {**{f"h{i}": "h100" for i in range(8)}, **{f"a{i}": "a100" for i in range(4)}}
     assert built.several_types == set(nodes)  # the types share label keys: every node carries labels of both
     assert built.missing_level == set()
     found = by_name(built.hypernodes)
@@ -180,14 +189,15 @@ def test_input_order_does_not_matter() -> None:
          "networkTopologyTypes", "rename one"),
         ({"networkTopologyTypes": {"t": [{"nodeLabel": "not a key"}, HOST]}}, "nodeLabel", "not a valid label key"),
         ({"networkTopologyTypes": {"t": [{"label": "a"}, HOST]}}, "label", "Extra inputs"),
-        ({"networkTopologyTypes": {"t": [{"nodeLabel": "a"}, HOST]}, "missingLabels": "guess"}, "missingLabels", "skip"),
+        ({"networkTopologyTypes": {"t": [{"nodeLabel": "a"}, HOST]}, "missingLabels": "guess"}, "missingLabels",
+         "skip"),
         ({"networkTopologyTypes": {"t": [{"nodeLabel": "a"}, HOST]}, "debounce": "5s", "maxDelay": "1s"}, "",
          "maxDelay"),
         ({"networkTopologyTypes": {"t": [{"nodeLabel": "a"}, HOST]}, "intervall": 3}, "intervall", "Extra inputs"),
     ],
 )  # fmt: skip
 def test_bad_configuration_names_the_field(config: dict[str, Any], field: str, message: str) -> None:
-    with pytest.raises(ValueError) as raised:
+    with pytest.raises(ValidationError) as raised:
         LabelSettings.model_validate(config)
     assert field in str(raised.value) and message in str(raised.value)
 

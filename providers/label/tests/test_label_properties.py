@@ -79,7 +79,8 @@ def test_one_hypernode_per_label_path_so_a_value_under_two_parents_is_two(nodes:
             # parent is another path, so another HyperNode.
             leaf = built.names[(type_name, *values)]
             holder = next(h for h in built.hypernodes if h.name == leaf)
-            assert node in {m.selector.exact_match.name for m in holder.members if m.selector and m.selector.exact_match}
+            held = {m.selector.exact_match.name for m in holder.members if m.selector and m.selector.exact_match}
+            assert node in held
 
 
 @given(clusters(st.one_of(BASE_VALUES, OTHER_VALUES), "n", 40), POLICY, st.randoms(use_true_random=False))

@@ -1,4 +1,5 @@
 """Volcano's own example ConfigMap for its label source, exactly as Volcano documents it, through this provider."""
+# ruff: noqa: W291, E501  (the ConfigMap below is copied byte for byte, its long lines and a trailing blank included)
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ data:
               - nodeLabel: "volcano.sh/hypercluster" # The label that indicates which hypercluster a node belongs to. If the values corresponding to this label on different nodes are the same, it means these nodes belong to the same hypercluster.
               - nodeLabel: "volcano.sh/hypernode" # The label that indicates which hypernode a node belongs to. If the values corresponding to this label on different nodes are the same, it means these nodes belong to the same hypernode.
               - nodeLabel: "kubernetes.io/hostname" # A standard label automatically added to each node in a Kubernetes cluster, used to identify the hostname of the node.
-"""  # noqa: E501
+"""
 
 # The same document's example cluster: 8 nodes, hypernodes s0..s3 under hyperclusters s4 and s5.
 VOLCANO_EXAMPLE_NODES = {
