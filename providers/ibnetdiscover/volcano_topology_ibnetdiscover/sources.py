@@ -1,0 +1,163 @@
+"""Where a dump comes from: a file, a command, a URL. The only module here that does I/O.
+
+Each returns the dump's bytes or raises :class:`SourceError`; each is bounded in size (``max_bytes``),
+and the command and the fetch in time (``timeout``), so a stuck fabric tool or server cannot pin a
+scan thread or fill memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from typing import IO, Any
+
+CHUNK = 1 << 16
+
+
+class SourceError(RuntimeError):
+    """The dump could not be read: the message says from where and why."""
+
+
+def read_file(path: str, max_bytes: int) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise SourceError(f"file {path}: {exc.strerror or exc}") from exc
+    if len(data) > max_bytes:
+        raise SourceError(f"file {path}: larger than maxBytes ({max_bytes} bytes)")
+    return data
+
+
+def run_command(argv: Sequence[str], timeout: float, max_bytes: int) -> bytes:
+    """Run ``argv`` (no shell) and return its stdout; a non-zero exit, a timeout or too much output is an error.
+
+    The command runs in a process group of its own, killed whole on timeout, so a child it started
+    cannot keep the pipe open.
+    """
+    shown = " ".join(argv)
+    with tempfile.TemporaryFile() as errors:
+        try:
+            process = subprocess.Popen(
+                list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors, start_new_session=True
+            )
+        except OSError as exc:
+            raise SourceError(f"command {shown!r} could not start: {exc.strerror or exc}") from exc
+        expired = threading.Event()
+
+        def kill() -> None:
+            expired.set()
+            _kill_group(process)
+
+        timer = threading.Timer(timeout, kill)
+        timer.daemon = True
+        timer.start()
+        try:
+            data, too_big = _read_bounded(process.stdout, max_bytes)
+            if too_big:
+                _kill_group(process)
+            code = process.wait()
+        finally:
+            timer.cancel()
+            if process.stdout is not None:
+                process.stdout.close()
+        if expired.is_set():
+            raise SourceError(f"command {shown!r} did not finish within {timeout:g}s")
+        if too_big:
+            raise SourceError(f"command {shown!r}: output larger than maxBytes ({max_bytes} bytes)")
+        if code != 0:
+            errors.seek(0)
+            tail = errors.read()[-800:].decode("utf-8", "replace").strip()
+            raise SourceError(f"command {shown!r} exited with {code}" + (f": {tail}" if tail else ""))
+    return data
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        process.kill()
+
+
+def _read_bounded(stream: IO[bytes] | None, max_bytes: int, deadline: float | None = None) -> tuple[bytes, bool]:
+    """Up to ``max_bytes`` of ``stream``; ``(data, True)`` when there was more."""
+    if stream is None:
+        return b"", False
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        chunk = stream.read(CHUNK)
+        if not chunk:
+            return b"".join(chunks), False
+        total += len(chunk)
+        if total > max_bytes:
+            return b"", True
+        chunks.append(chunk)
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an error: following one could send the credentials to another host."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> None:
+        return None
+
+
+def fetch_url(
+    url: str,
+    *,
+    timeout: float,
+    max_bytes: int,
+    verify: bool = True,
+    ca_file: str | None = None,
+    credentials: Mapping[str, bytes] | None = None,
+) -> bytes:
+    """GET ``url``. TLS is verified unless ``verify`` is False (against ``ca_file`` when given).
+
+    ``credentials`` (the Secret of ``credentials.secretRef``): ``token`` is sent as a Bearer token,
+    ``username`` and ``password`` as basic authentication. Redirects are not followed.
+    """
+    context = ssl.create_default_context(cafile=ca_file)
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    request = urllib.request.Request(url, headers=_auth_headers(credentials or {}))
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _NoRedirects())
+    deadline = time.monotonic() + timeout
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+            if length is not None and length.isdigit() and int(length) > max_bytes:
+                raise SourceError(f"url {url}: {length} bytes, larger than maxBytes ({max_bytes} bytes)")
+            data, too_big = _read_bounded(response, max_bytes, deadline)
+    except urllib.error.HTTPError as exc:
+        raise SourceError(f"url {url}: HTTP {exc.code} {exc.reason}") from exc
+    except urllib.error.URLError as exc:
+        raise SourceError(f"url {url}: {exc.reason}") from exc
+    except TimeoutError as exc:
+        raise SourceError(f"url {url}: no complete answer within {timeout:g}s") from exc
+    except OSError as exc:
+        raise SourceError(f"url {url}: {exc}") from exc
+    if too_big:
+        raise SourceError(f"url {url}: larger than maxBytes ({max_bytes} bytes)")
+    return data
+
+
+def _auth_headers(credentials: Mapping[str, bytes]) -> dict[str, str]:
+    if "token" in credentials:
+        return {"Authorization": "Bearer " + credentials["token"].decode().strip()}
+    if "username" in credentials and "password" in credentials:
+        # A Secret made with `echo` ends in a newline that is not part of the value.
+        pair = credentials["username"].rstrip(b"\r\n") + b":" + credentials["password"].rstrip(b"\r\n")
+        return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+    return {}
