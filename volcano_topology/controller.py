@@ -32,7 +32,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from kubernetes import client
 from volcano_topology import ownership, registry
 from volcano_topology.config import ConfigError, Configuration, DiscoveryEntry, parse_configuration
 from volcano_topology.kube import ClusterClient, HyperNodeClient, KubeError, NotLeading
+from volcano_topology.nodewatch import NodeCache
 from volcano_topology.plan import DeletionGuard, Observed
 from volcano_topology.provider import Event
 from volcano_topology.retries import RetryPolicy
@@ -131,14 +132,16 @@ class Controller:
         poll: float = 5.0,
         dry_run: bool = False,
         provider_paths: tuple[str, ...] = (),
-        nodes: Callable[[], Mapping[str, Mapping[str, str]]] | None = None,
     ) -> None:
         self.api = api
         self.source = source
         self.poll = poll
         self.dry_run = dry_run
         self.provider_paths = provider_paths
-        self.nodes_view = nodes
+        # Started when the configuration needs Nodes (nodeCount, or a provider with needs_nodes), never before:
+        # an operator that needs no Node is not given the right to list them.
+        self.nodes = NodeCache(api)
+        self._node_pokes: asyncio.Task[None] | None = None
         self.cluster = ClusterClient(api)
         self._status: tuple[float, HyperNodeClient, ClusterClient] | None = None
         self._stopping: asyncio.Task[None] | None = None
@@ -172,6 +175,7 @@ class Controller:
     async def step(self) -> None:
         async with self._lock:
             await self._reconcile_config()
+            self._watch_nodes_if_needed()
             if self.leading:
                 await self._reconcile_providers()
                 await self._update_status()
@@ -203,6 +207,32 @@ class Controller:
         async with self._lock:
             await asyncio.gather(*(r.run.stop(grace=2.0, drain=drain) for r in self.runs.values()))
             self.runs.clear()
+        self.nodes.stop()
+        if self._node_pokes is not None:
+            self._node_pokes.cancel()
+            await asyncio.gather(self._node_pokes, return_exceptions=True)
+
+    def needs_nodes(self) -> bool:
+        config = self.state.config
+        if config is None:
+            return False
+        return config.operator.status.node_count or any(d.loaded.cls.needs_nodes for d in self.state.desired.values())
+
+    def _watch_nodes_if_needed(self) -> None:
+        if self.nodes.started or not self.needs_nodes():
+            return
+        self.nodes.start()
+        self._node_pokes = asyncio.create_task(self._poke_on_node_changes(), name="node-changes")
+
+    async def _poke_on_node_changes(self) -> None:
+        """nodeCount follows Nodes: a change (after a short pause, so a burst is one pass) runs a step."""
+        seen = 0
+        while True:
+            seen = await self.nodes.changed(seen)
+            config = self.state.config
+            if config is not None and config.operator.status.node_count:
+                await asyncio.sleep(0.2)
+                self.poke()
 
     def writer_problems(self) -> list[str]:
         """Writers with work waiting and no batch finished lately (readiness)."""
@@ -371,7 +401,7 @@ class Controller:
             provider = registry.instantiate(want.loaded, want.entry.config)
             run = ProviderRun(
                 source, provider, writer, interval=want.entry.interval,
-                nodes=self.nodes_view, credentials=want.credentials,
+                nodes=self.nodes if self.nodes.started else {}, credentials=want.credentials,
             )  # fmt: skip
             run.start()
             self.runs[source] = Running(want.entry, want.fingerprint, run)
@@ -407,14 +437,16 @@ class Controller:
         observed = [Observed.from_dict(item) for item in items]
         # Only objects of providers running here: another operator's objects are not ours to describe.
         owned = [o for o in observed if o.owner in self.runs and o.hypernode is not None]
-        nodes = (self.nodes_view() if self.nodes_view else await self.cluster.list_nodes()) if wanted.node_count else {}
+        # Counted only from a synced view: a count from a half-listed cluster would be written as fact.
+        count_nodes = wanted.node_count and self.nodes.synced()
+        nodes = self.nodes.labels() if count_nodes else {}
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         raw = {item["metadata"]["name"]: item for item in items}
         for item in owned:
             assert item.owner is not None and item.hypernode is not None
             current = raw[item.name].get("status") or {}
             desired: dict[str, Any] = {}
-            if wanted.node_count:
+            if count_nodes:
                 desired["nodeCount"] = node_count(item.hypernode, nodes)
             state = self.runs[item.owner].run.channel.sync.get(item.name)
             if wanted.conditions and state is not None:

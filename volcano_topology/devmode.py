@@ -318,15 +318,13 @@ async def _operate(
     once: bool,
     also: Coroutine[Any, Any, None] | None = None,
 ) -> None:
-    memo = kopf.Memo(options=options, api=api, config=configuration, watch_nodes=True)
+    memo = kopf.Memo(options=options, api=api, config=configuration)
     stop = asyncio.Event()
     tasks = [asyncio.create_task(_print_tree(api, started, stop if once else None))]
     if also is not None:
         tasks.append(asyncio.create_task(also))
     try:
-        await kopf.operator(
-            registry=build_registry(watch_nodes=True), clusterwide=True, standalone=True, memo=memo, stop_flag=stop
-        )
+        await kopf.operator(registry=build_registry(), clusterwide=True, standalone=True, memo=memo, stop_flag=stop)
     finally:
         for task in tasks:
             task.cancel()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -85,11 +86,57 @@ class ControllerCollector(Collector):
             latency.add_metric([name], count_value=stats.batches, sum_value=stats.apply_seconds)
         yield from families.values()
         yield latency
+        yield from self._provider_gauges()
+        nodes = c.nodes
+        if nodes.started:
+            yield GaugeMetricFamily(
+                f"{PREFIX}_nodes_watched", "Nodes in the operator's Node view", value=len(nodes.labels())
+            )
+            yield CounterMetricFamily(
+                f"{PREFIX}_node_lists", "Full LISTs of Nodes (one at start, one per expired watch)", value=nodes.lists
+            )
         yield GaugeMetricFamily(f"{PREFIX}_leader", "1 while this replica leads and writes", value=int(self.leader()))
         yield CounterMetricFamily(
             f"{PREFIX}_config_errors", "Configuration problems found", value=c.state.config_errors_total
         )
         yield CounterMetricFamily(f"{PREFIX}_config_reloads", "Configurations loaded", value=c.state.reloads)
+
+    def _provider_gauges(self) -> Iterator[GaugeMetricFamily]:
+        """Each key of a provider's ``gauges()`` as ``volcano_topology_provider_<key>{provider=...}``."""
+        found: dict[str, GaugeMetricFamily] = {}
+        for name, running in sorted(self.controller.runs.items()):
+            try:
+                figures = dict(running.run.provider.gauges())
+            except Exception:
+                log.exception("provider %s: gauges() failed", name)
+                continue
+            for key, value in sorted(figures.items()):
+                if not isinstance(key, str) or not _METRIC_KEY.fullmatch(key) or not _is_number(value):
+                    _warn_once(f"provider {name}: gauges() key {key!r} = {value!r} left out "
+                               "(keys are [a-z_][a-z0-9_]*, values numbers)")  # fmt: skip
+                    continue
+                family = found.get(key)
+                if family is None:
+                    family = found[key] = GaugeMetricFamily(
+                        f"{PREFIX}_provider_{key}", f"Provider figure {key!r} (from the provider's gauges())",
+                        labels=["provider"],
+                    )  # fmt: skip
+                family.add_metric([name], float(value))
+        yield from found.values()
+
+
+_METRIC_KEY = re.compile(r"[a-z_][a-z0-9_]*")
+_warned: set[str] = set()
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        log.warning("%s", message)
 
 
 log = logging.getLogger(__name__)

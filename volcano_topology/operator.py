@@ -1,9 +1,11 @@
 """``volcano-topology run``: the kopf operator around the controller.
 
-kopf here only watches: an index of Nodes (names and labels, when ``nodeCount`` is on)
-and events of HyperNodes (to put back what someone changed in an owned object). Index
-and event handlers write nothing to the objects, so kopf adds no annotation or finalizer
-to Nodes or HyperNodes. The controller runs as a task started from the startup handler;
+kopf here only watches events of HyperNodes (to put back what someone changed in an owned
+object); event handlers write nothing to the objects, so kopf adds no annotation or
+finalizer to them. Nodes are not watched through kopf, whose per-object machinery does not
+keep up with tens of thousands of Nodes: the controller's
+:class:`~volcano_topology.nodewatch.NodeCache` (names and labels only) watches them when
+the configuration needs them. The controller runs as a task started from the startup handler;
 a ``coordination.k8s.io`` Lease decides which replica runs providers and writes (kopf's
 peering only pauses watches, it is not leader election).
 """
@@ -15,7 +17,6 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +44,6 @@ class RunOptions:
     poll: float = 5.0
     drain: float = 10.0
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
-    watch_nodes: bool | None = None  # None: when the configuration enables status.nodeCount
 
 
 @dataclass
@@ -53,17 +53,15 @@ class Runtime:
     elector: LeaderElector | None
     health: HealthServer
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    nodes_index: Any = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     def is_leader(self) -> bool:
         return self.elector.is_leader() if self.elector is not None else self.controller.leading
 
-    def nodes(self) -> Mapping[str, Mapping[str, str]]:
-        index = self.nodes_index
-        if index is None:
-            return {}
-        return {name: dict(next(iter(store))) for name, store in index.items() if len(store)}
+    def caches_synced(self) -> bool:
+        """HyperNode events seen (or the grace passed), and the Node view listed when Nodes are watched."""
+        nodes = self.controller.nodes
+        return self.ready.is_set() and (not nodes.started or nodes.synced())
 
 
 def initial_configuration(source: ConfigSource, cluster: ClusterClient) -> Configuration:
@@ -102,9 +100,8 @@ def run(options: RunOptions) -> int:
         os.environ["KUBECONFIG"] = str(options.kubeconfig)  # for kopf's login as well as ours
     api = kube.api_client(options.kubeconfig)
     config = initial_configuration(options.source, ClusterClient(api))
-    watch_nodes = config.operator.status.node_count if options.watch_nodes is None else options.watch_nodes
-    registry = build_registry(watch_nodes)
-    memo = kopf.Memo(options=options, api=api, config=config, watch_nodes=watch_nodes)
+    registry = build_registry()
+    memo = kopf.Memo(options=options, api=api, config=config)
     try:
         asyncio.run(
             kopf.operator(registry=registry, clusterwide=True, standalone=True, memo=memo)  # kopf: SIGTERM/SIGINT
@@ -124,7 +121,7 @@ def _caused_by(exc: BaseException | None, kind: type[BaseException]) -> bool:
     return False
 
 
-def build_registry(watch_nodes: bool) -> kopf.OperatorRegistry:
+def build_registry() -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
@@ -133,27 +130,13 @@ def build_registry(watch_nodes: bool) -> kopf.OperatorRegistry:
 
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-        settings.posting.enabled = False  # our handlers only watch; kopf must not post Events on Nodes
+        settings.posting.enabled = False  # our handlers only watch; kopf must not post Events of its own
         settings.watching.server_timeout = 300
-        memo.runtime = await start_runtime(memo.options, memo.api, memo.config, memo.watch_nodes)
+        memo.runtime = await start_runtime(memo.options, memo.api, memo.config)
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         await stop_runtime(memo.runtime)
-
-    if watch_nodes:
-
-        @kopf.index("", "v1", "nodes", registry=registry, id="nodes_by_name")
-        async def nodes_by_name(
-            name: str, labels: Mapping[str, str], **_: Any
-        ) -> dict[str, tuple[tuple[str, str], ...]]:
-            return {name: tuple(sorted(labels.items()))}
-
-        @kopf.on.event("", "v1", "nodes", registry=registry)
-        async def node_changed(memo: kopf.Memo, **kwargs: Any) -> None:
-            memo.runtime.nodes_index = kwargs["nodes_by_name"]  # kopf passes each index by its handler's name
-            memo.runtime.ready.set()
-            memo.runtime.controller.poke()
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     async def hypernode_changed(memo: kopf.Memo, body: kopf.Body, **kwargs: Any) -> None:
@@ -163,12 +146,12 @@ def build_registry(watch_nodes: bool) -> kopf.OperatorRegistry:
     return registry
 
 
-async def start_runtime(options: RunOptions, api: Any, config: Configuration, watch_nodes: bool) -> Runtime:
+async def start_runtime(options: RunOptions, api: Any, config: Configuration) -> Runtime:
     controller = Controller(
         api, options.source, poll=options.poll, dry_run=options.dry_run, provider_paths=options.provider_paths
     )
     health = HealthServer(
-        controller, lambda: runtime.is_leader(), lambda: runtime.ready.is_set(), options.health_port,
+        controller, lambda: runtime.is_leader(), lambda: runtime.caches_synced(), options.health_port,
         host=options.health_address,
     )  # fmt: skip
     runtime = Runtime(options, controller, None, health)
@@ -178,8 +161,6 @@ async def start_runtime(options: RunOptions, api: Any, config: Configuration, wa
     except HealthPortUnavailable as exc:
         log.error("%s; exiting", exc.strerror)
         raise kopf.PermanentError(exc.strerror) from exc
-    if watch_nodes:
-        controller.nodes_view = runtime.nodes
     election = config.operator.leader_election
     if election.enabled:
         namespace = election.namespace or os.environ.get("POD_NAMESPACE") or options.source.namespace or "default"

@@ -27,7 +27,7 @@ from pydantic import BaseModel
 from volcano_topology.api import HyperNode
 from volcano_topology.problems import Problem
 
-CONTRACT_VERSION = "1.0"
+CONTRACT_VERSION = "1.1"  # 1.1: live Node view (nodes_synced, nodes_changed), needs_nodes, gauges()
 ENTRY_POINT_GROUP = "volcano_topology.providers"
 
 
@@ -167,6 +167,24 @@ class ClusterView(Protocol):
         """The HyperNodes this provider owns, as last observed."""
         ...
 
+    def nodes_synced(self) -> bool:
+        """True once the Node view holds the cluster's Nodes (the operator's watch delivered its first list).
+
+        Before that ``nodes()`` is empty or incomplete: a provider must not build a topology from it.
+        """
+        ...
+
+    async def nodes_changed(self, seen: int) -> int:
+        """Wait until the Node view is synced and its generation is not ``seen``; return that generation.
+
+        The generation changes whenever a Node is added, deleted or relabelled; 0 is never a
+        generation, so ``nodes_changed(0)`` returns as soon as the view is synced. Changes are
+        not queued: one call after many changes returns once (coalescing them is the caller's).
+        Live only for providers whose class sets ``needs_nodes = True``; otherwise (and offline)
+        the view is generation 1 for ever.
+        """
+        ...
+
 
 class SecretReader(Protocol):
     async def read(self, name: str, key: str, namespace: str | None = None) -> bytes: ...
@@ -194,6 +212,8 @@ class Provider(abc.ABC):
 
     contract_version: ClassVar[str] = CONTRACT_VERSION
     settings_model: ClassVar[type[BaseModel] | None] = None
+    # True: the operator watches Nodes while this provider runs, and ``ctx.cluster`` follows them live.
+    needs_nodes: ClassVar[bool] = False
 
     def __init__(self, settings: Any = None) -> None:
         self.settings = settings
@@ -212,6 +232,15 @@ class Provider(abc.ABC):
         cannot take them away. The result is validated like any other object.
         """
         return hypernode
+
+    def gauges(self) -> Mapping[str, float]:
+        """Figures of the provider's own, exported as ``volcano_topology_provider_<key>{provider="<name>"}``.
+
+        Keys are metric name parts (``[a-z_][a-z0-9_]*``, e.g. ``unmapped_hosts``); called on each
+        scrape, on the event loop, so it must be quick and must not block. A key that is not a
+        valid name, or a value that is not a number, is left out and logged.
+        """
+        return {}
 
     def has_post_process(self) -> bool:
         return type(self).post_process is not Provider.post_process

@@ -13,6 +13,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol, TypeGuard, cast
 
 from volcano_topology.api import HyperNode
 from volcano_topology.provider import Provider, ProviderContext
@@ -24,19 +25,57 @@ log = logging.getLogger(__name__)
 NodeLabels = Mapping[str, Mapping[str, str]]
 
 
+class LiveNodes(Protocol):
+    """A Node view that changes (the operator's :class:`~volcano_topology.nodewatch.NodeCache`)."""
+
+    def labels(self) -> NodeLabels: ...
+
+    def synced(self) -> bool: ...
+
+    async def changed(self, seen: int) -> int: ...
+
+
+NodeSource = NodeLabels | Callable[[], NodeLabels] | LiveNodes
+
+
 @dataclass
 class StaticCluster:
-    """A ClusterView over node labels (fixed, or read live from a callable) and the channel's owned HyperNodes."""
+    """A ClusterView over Nodes and the channel's owned HyperNodes.
 
-    node_labels: NodeLabels | Callable[[], NodeLabels] = field(default_factory=dict)
+    Nodes come from a fixed mapping or a callable (synced at once, generation 1 for ever), or
+    from a :class:`LiveNodes` view, whose generation changes as Nodes do.
+    """
+
+    node_labels: NodeSource = field(default_factory=dict)
     channel: ProviderChannel | None = None
 
     def nodes(self) -> NodeLabels:
-        # A callable is asked each time: the operator's Node index changes after the provider started.
-        return self.node_labels() if callable(self.node_labels) else self.node_labels
+        source = self.node_labels
+        if _is_live(source):
+            return source.labels()
+        # A callable is asked each time: the operator's Node view changes after the provider started.
+        fixed = cast(NodeLabels | Callable[[], NodeLabels], source)
+        return fixed() if callable(fixed) else fixed
+
+    def nodes_synced(self) -> bool:
+        source = self.node_labels
+        return source.synced() if _is_live(source) else True
+
+    async def nodes_changed(self, seen: int) -> int:
+        source = self.node_labels
+        if _is_live(source):
+            return await source.changed(seen)
+        if seen != 1:
+            return 1
+        await asyncio.Event().wait()  # a fixed view never changes again
+        raise AssertionError("unreachable")
 
     def owned_hypernodes(self) -> Mapping[str, HyperNode]:
         return dict(self.channel.owned) if self.channel is not None else {}
+
+
+def _is_live(source: NodeSource) -> TypeGuard[LiveNodes]:
+    return all(hasattr(source, attr) for attr in ("labels", "synced", "changed")) and not isinstance(source, Mapping)
 
 
 class NoSecrets:
@@ -52,7 +91,7 @@ class ProviderRun:
         writer: Writer,
         *,
         interval: float | None = None,
-        nodes: NodeLabels | Callable[[], NodeLabels] | None = None,
+        nodes: NodeSource | None = None,
         secrets: object | None = None,
         credentials: Mapping[str, bytes] | None = None,
         initial_backoff: float = 1.0,

@@ -59,7 +59,7 @@ def test_loads_only_named_providers_and_reports_each_failure(provider_dir: Path)
     assert list(reasons) == ["broken", "wrongtype", "future", "missing"]
     assert "cannot be imported from vendor_broken:Thing: ModuleNotFoundError" in reasons["broken"]
     assert "is not a volcano_topology.provider.Provider subclass (got 42)" in reasons["wrongtype"]
-    assert "built for provider contract 2.0, this operator implements 1.0" in reasons["future"]
+    assert "built for provider contract 2.0, this operator implements 1.1" in reasons["future"]
     assert "is not installed (no entry point 'missing'" in reasons["missing"]
     assert str(errors[0]).startswith("provider 'broken': ")
 
