@@ -211,7 +211,7 @@ class FakeUFM:
             server.socket = context.wrap_socket(server.socket, server_side=True)
         self.server = server
         self.scheme = "https" if cert else "http"
-        self.thread = threading.Thread(target=server.serve_forever, name="fake-ufm", daemon=True)
+        self.thread = threading.Thread(target=server.serve_forever, args=(0.02,), name="fake-ufm", daemon=True)
 
     @property
     def endpoint(self) -> str:
@@ -220,7 +220,7 @@ class FakeUFM:
     def serve(self, answers: UFMAnswers) -> None:
         with self.lock:
             for resource, body in answers.bodies().items():
-                self.answers[resource] = Canned(body=body, headers={"Content-Type": "application/json"})
+                self.answers[f"resources/{resource}"] = Canned(body=body, headers={"Content-Type": "application/json"})
 
     def set(self, resource: str, canned: Canned) -> None:
         with self.lock:

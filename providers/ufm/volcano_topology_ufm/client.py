@@ -29,7 +29,7 @@ from typing import Any
 
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
-from urllib3.exceptions import ProtocolError, SSLError
+from urllib3.exceptions import NewConnectionError, ProtocolError, SSLError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from volcano_topology_ufm.parse import UFMDataError
@@ -199,6 +199,8 @@ class UFMClient:
             )  # fmt: skip
         except SSLError as exc:
             raise UFMError(f"GET {resource}: TLS failed: {_reason(exc)}") from None
+        except NewConnectionError as exc:  # before the timeout: urllib3 makes it a kind of ConnectTimeoutError
+            raise UFMError(f"GET {resource}: cannot connect: {_reason(exc)}", transient=True) from None
         except Urllib3Timeout:
             raise UFMError(f"GET {resource}: no answer within {budget:g}s", transient=True) from None
         except Urllib3Error as exc:
@@ -247,7 +249,11 @@ def decode(body: bytes, resource: str) -> Any:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         where = f" at byte {exc.pos}" if isinstance(exc, json.JSONDecodeError) else ""
-        cut = " (cut off?)" if isinstance(exc, json.JSONDecodeError) and exc.pos >= len(body.rstrip()) - 1 else ""
+        cut = ""
+        if isinstance(exc, json.JSONDecodeError) and (
+            exc.pos >= len(body.rstrip()) - 1 or exc.msg.startswith("Unterminated string")
+        ):
+            cut = " (cut off?)"
         raise UFMDataError(f"GET {resource}: answer is not JSON{where}{cut}") from None
 
 
