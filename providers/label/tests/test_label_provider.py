@@ -181,3 +181,11 @@ def test_the_provider_asks_for_the_node_watch_and_needs_a_config() -> None:
     assert LabelProvider.needs_nodes is True
     with pytest.raises(ValueError, match="networkTopologyTypes"):
         LabelProvider(None)
+
+
+async def test_it_rebuilds_every_interval_and_sends_an_empty_topology_too() -> None:
+    async with running(interval=0.05) as run:
+        await run.view.sync({"cpu-0": {}})
+        assert (await run.snapshot()).hypernodes == ()  # the operator's deletion guard decides what that means
+        await until(lambda: run.provider.builds >= 3)  # no Node changed: the interval drove these
+        assert run.events.empty()
