@@ -10,9 +10,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # ufm_testlib
 
-from ufm_testlib import FakeUFM, to_ufm, two_tier  # noqa: E402
+from ufm_testlib import FakeUFM, to_ufm, two_tier
 
-from volcano_topology.controlplane.pki import Pki, make_pki  # noqa: E402
+from volcano_topology.controlplane.pki import Pki, make_pki
 
 
 @pytest.fixture(scope="session")

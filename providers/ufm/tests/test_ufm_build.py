@@ -11,13 +11,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ufm_testlib import Model, UFMAnswers, fat_tree, fixture_answers, rail_optimised, to_ufm, two_tier
+from volcano_topology_ufm.build import build_tree, check_host_drop, switch_ids
+from volcano_topology_ufm.parse import UFMDataError, check_complete, elements, parse_fabric
+from volcano_topology_ufm.settings import UFMSettings
 
 from volcano_topology.api import HyperNode
 from volcano_topology.sdk.hostnames import NodeNameMapping
 from volcano_topology.testing import assert_strict_tree
-from volcano_topology_ufm.build import build_tree, check_host_drop, switch_ids
-from volcano_topology_ufm.parse import UFMDataError, check_complete, elements, parse_fabric
-from volcano_topology_ufm.settings import UFMSettings
 
 
 def make_settings(**extra: Any) -> UFMSettings:
@@ -351,6 +351,7 @@ def test_node_names_mapping_and_unmapped_hosts() -> None:
 
 def test_node_names_mapping_is_the_shared_one() -> None:
     assert make_settings().node_names == NodeNameMapping()
-    assert json.loads(make_settings(nodeNames={"case": "preserve"}).model_dump_json(by_alias=True))["nodeNames"][
-        "case"
-    ] == "preserve"
+    assert (
+        json.loads(make_settings(nodeNames={"case": "preserve"}).model_dump_json(by_alias=True))["nodeNames"]["case"]
+        == "preserve"
+    )

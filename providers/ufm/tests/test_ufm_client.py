@@ -8,9 +8,7 @@ import logging
 from typing import Any
 
 import pytest
-from ufm_testlib import BASIC, PASSWORD, SECRETS, TOKEN, TOKEN_CREDS, USER, Canned, FakeUFM, to_ufm, two_tier
-
-from volcano_topology.controlplane.pki import Pki
+from ufm_testlib import BASIC, PASSWORD, SECRETS, TOKEN, TOKEN_CREDS, USER, Canned, FakeUFM
 from volcano_topology_ufm.client import (
     PORTS,
     MissingCredentials,
@@ -21,6 +19,8 @@ from volcano_topology_ufm.client import (
 )
 from volcano_topology_ufm.parse import UFMDataError
 from volcano_topology_ufm.settings import UFMSettings
+
+from volcano_topology.controlplane.pki import Pki
 
 FAST = {"retryBackoff": "10ms", "retryBackoffMax": "50ms", "timeout": "2s", "connectTimeout": "1s"}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import ssl
@@ -16,9 +17,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from volcano_topology_ufm.provider import UFMProvider
+
 from volcano_topology.provider import Event, ProviderContext
 from volcano_topology.runner import NoSecrets, StaticCluster
-from volcano_topology_ufm.provider import UFMProvider
 
 FIXTURES = Path(__file__).resolve().parents[4] / "shared" / "fixtures"
 USER, PASSWORD, TOKEN = "ufm-admin", "s3cret-Pa55word", "OGUY7TwLvTmFkXyTkcsEWD9KKNvq6f"
@@ -44,9 +46,9 @@ class Model:
 
 def two_tier(leaves: int = 2, spines: int = 2, hosts: int = 2) -> Model:
     model = Model()
-    model.switches = [f"SPINE-{s}" for s in range(spines)] + [f"LEAF-{l}" for l in range(leaves)]
-    model.cables = [(f"LEAF-{l}", f"SPINE-{s}") for l in range(leaves) for s in range(spines)]
-    model.hosts = {f"GPU-{l}{h:02d}": [f"LEAF-{l}"] for l in range(leaves) for h in range(hosts)}
+    model.switches = [f"SPINE-{s}" for s in range(spines)] + [f"LEAF-{n}" for n in range(leaves)]
+    model.cables = [(f"LEAF-{n}", f"SPINE-{s}") for n in range(leaves) for s in range(spines)]
+    model.hosts = {f"GPU-{n}{h:02d}": [f"LEAF-{n}"] for n in range(leaves) for h in range(hosts)}
     return model
 
 
@@ -55,11 +57,11 @@ def fat_tree(pods: int = 2, leaves: int = 2, spines: int = 2, cores: int = 2, ho
     model = Model()
     model.switches = [f"CORE-{c}" for c in range(cores)]
     for p in range(pods):
-        model.switches += [f"SPINE-P{p}-{s}" for s in range(spines)] + [f"LEAF-P{p}-{l}" for l in range(leaves)]
-        model.cables += [(f"LEAF-P{p}-{l}", f"SPINE-P{p}-{s}") for l in range(leaves) for s in range(spines)]
+        model.switches += [f"SPINE-P{p}-{s}" for s in range(spines)] + [f"LEAF-P{p}-{n}" for n in range(leaves)]
+        model.cables += [(f"LEAF-P{p}-{n}", f"SPINE-P{p}-{s}") for n in range(leaves) for s in range(spines)]
         model.cables += [(f"SPINE-P{p}-{s}", f"CORE-{c}") for s in range(spines) for c in range(cores)]
-        for l in range(leaves):
-            model.hosts.update({f"GPU-P{p}L{l}-{h:02d}": [f"LEAF-P{p}-{l}"] for h in range(hosts)})
+        for n in range(leaves):
+            model.hosts.update({f"GPU-P{p}L{n}-{h:02d}": [f"LEAF-P{p}-{n}"] for h in range(hosts)})
     return model
 
 
@@ -108,7 +110,8 @@ def to_ufm(model: Model) -> UFMAnswers:
     def link(src: str, src_name: str, sp: int, dst: str, dst_name: str, dp: int) -> None:
         links.append({
             "source_guid": src, "source_port": str(sp), "source_port_node_description": f"{src_name}:{sp}",
-            "destination_guid": dst, "destination_port": str(dp), "destination_port_node_description": f"{dst_name}:{dp}",
+            "destination_guid": dst, "destination_port": str(dp),
+            "destination_port_node_description": f"{dst_name}:{dp}",
             "name": f"{src}_{sp}:{dst}_{dp}", "severity": "Info", "width": "4x", "capabilities": [],
         })  # fmt: skip
 
@@ -326,16 +329,16 @@ def run_scans(provider: UFMProvider, credentials: dict[str, bytes] | None,
         finally:
             ctx.stopping.set()
             task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await task
-            except asyncio.CancelledError:
-                pass
             await provider.stop()
 
     return asyncio.run(go())
 
 
-def first_outcome(provider: UFMProvider, credentials: dict[str, bytes] | None = None) -> tuple[Event | None, str | None]:
+def first_outcome(
+    provider: UFMProvider, credentials: dict[str, bytes] | None = None
+) -> tuple[Event | None, str | None]:
     """The first scan's SNAPSHOT, or the error it failed with."""
     events = run_scans(provider, credentials, lambda p, seen: bool(seen) or p.stats.failures > 0)
     return (events[0], None) if events else (None, provider.stats.last_error)
