@@ -165,6 +165,8 @@ def parse(text: str) -> Fabric:
             value = _HEADER_VALUE.match(found.group(2))
             if value is None:
                 raise ParseError([(number, f"{found.group(1)}= is not a hexadecimal 0x... value")])
+            if found.group(1) in header:  # a second header began: the first one's node line is missing
+                raise ParseError([(header_line, "node header is not followed by its node line")])
             if not header:
                 header_line = number
             header[found.group(1)] = _guid(value.group(1))
