@@ -284,3 +284,12 @@ def test_round_trip_of_a_generated_fabric() -> None:
         assert {p: (k.peer, k.peer_port, k.peer_kind) for p, k in got.links.items()} == {
             p: (k.peer, k.peer_port, k.peer_kind) for p, k in node.links.items()
         }
+
+
+def test_a_block_without_ports_is_fatal() -> None:
+    lines = small_lines()
+    del lines[17]  # the first Ca's only port line
+    with pytest.raises(ParseError) as caught:
+        parse("\n".join(lines))
+    assert (17, "the ca at line 17 lists no port (truncated?)") in caught.value.problems
+    assert caught.value.line == 10  # the switch's port 1 is not listed back either

@@ -126,6 +126,7 @@ def parse(text: str) -> Fabric:
     - a header (``vendid=``...) not followed by its node line (also at the end of the file), or whose
       ``switchguid``/``caguid``/``rtguid`` is not the GUID of the node line that follows;
     - the same node GUID in two blocks;
+    - a node block listing no port (ibnetdiscover reaches every node through a cable);
     - a cable listed by one end only: a port whose peer has no block, is of another kind than the
       port line says, or does not list the cable back (this is how a dump cut after a complete line
       or missing blocks is caught);
@@ -230,6 +231,8 @@ def _port(node: Node, line: str, number: int) -> None:
 def _one_sided_links(nodes: dict[str, Node]) -> list[tuple[int, str]]:
     problems: list[tuple[int, str]] = []
     for node in nodes.values():
+        if not node.links:  # ibnetdiscover reaches every node through a cable, so each block lists one
+            problems.append((node.line, f"the {node.kind} at line {node.line} lists no port (truncated?)"))
         for link in node.links.values():
             peer = nodes.get(link.peer)
             here = f"port {link.port} of the {node.kind} at line {node.line}"
