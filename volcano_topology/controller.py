@@ -212,16 +212,18 @@ class Controller:
             self._node_pokes.cancel()
             await asyncio.gather(self._node_pokes, return_exceptions=True)
 
-    def needs_nodes(self) -> bool:
+    def needs_nodes(self) -> list[str]:
+        """What in the configuration needs the Node view (empty: nothing, so Nodes are never listed)."""
         config = self.state.config
         if config is None:
-            return False
-        return config.operator.status.node_count or any(d.loaded.cls.needs_nodes for d in self.state.desired.values())
+            return []
+        needed = ["status.nodeCount"] if config.operator.status.node_count else []
+        return needed + sorted(f"provider {s}" for s, d in self.state.desired.items() if d.loaded.cls.needs_nodes)
 
     def _watch_nodes_if_needed(self) -> None:
-        if self.nodes.started or not self.needs_nodes():
+        if self.nodes.started or not (why := self.needs_nodes()):
             return
-        self.nodes.start()
+        self.nodes.start(", ".join(why))
         self._node_pokes = asyncio.create_task(self._poke_on_node_changes(), name="node-changes")
 
     async def _poke_on_node_changes(self) -> None:

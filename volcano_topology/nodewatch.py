@@ -82,7 +82,7 @@ class NodeCache:
             await self._changed.wait_for(lambda: self.generation > 0 and self.generation != seen)
             return self.generation
 
-    def start(self) -> None:
+    def start(self, why: str = "") -> None:
         """Start the watch thread (once; later calls do nothing). Must be called on the event loop."""
         if self._thread is not None:
             return
@@ -90,7 +90,7 @@ class NodeCache:
         self._changed = asyncio.Condition()
         self._thread = threading.Thread(target=self._run, name="node-watch", daemon=True)
         self._thread.start()
-        log.info("watching Nodes")
+        log.warning("watching Nodes (names and labels)%s", f" for {why}" if why else "")
 
     def stop(self) -> None:
         self._stop.set()

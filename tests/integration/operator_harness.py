@@ -26,7 +26,7 @@ PROVIDERS = Path(__file__).resolve().parents[1] / "providers"
 def provider_dir(target: Path) -> Path:
     """The test providers laid out as `pip install --target` would: a module plus its dist-info."""
     target.mkdir(parents=True, exist_ok=True)
-    for module in ("static_provider.py", "csv_provider.py"):
+    for module in ("static_provider.py", "csv_provider.py", "nodes_provider.py"):
         shutil.copy(PROVIDERS / module, target / module)
     dist = target / "volcano_topology_test_providers-0.1.dist-info"
     dist.mkdir(exist_ok=True)
@@ -36,6 +36,7 @@ def provider_dir(target: Path) -> Path:
         # "label": named like one of Volcano's built-in sources, for the coexistence tests.
         *(f"{n} = static_provider:StaticProvider" for n in ("static", "static2", "label")),
         "csv = csv_provider:CsvProvider",
+        "nodes = nodes_provider:NodesProvider",
     ]
     (dist / "entry_points.txt").write_text("\n".join(entry_points) + "\n")
     return target
