@@ -180,6 +180,7 @@ class Canned:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     cut_after: int | None = None  # announce the whole body's length, send only this many bytes, close
+    length: bool = True  # False: no Content-Length, the body ends when the connection closes
 
 
 @dataclass
@@ -279,7 +280,11 @@ def _handler(ufm: FakeUFM) -> type[BaseHTTPRequestHandler]:
                 self.send_response(canned.status)
                 for key, value in canned.headers.items():
                     self.send_header(key, value)
-                self.send_header("Content-Length", str(len(canned.body)))
+                if canned.length:
+                    self.send_header("Content-Length", str(len(canned.body)))
+                else:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
                 self.end_headers()
                 if canned.cut_after is not None:
                     self.wfile.write(canned.body[: canned.cut_after])

@@ -1,0 +1,54 @@
+"""The README's ConfigMap and Secret, as written, against a loopback UFM (only endpoint and caBundle replaced)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from ufm_testlib import FakeUFM, Model, first_outcome, members, tiers, to_ufm
+
+from volcano_topology.config import parse_configuration
+from volcano_topology.controlplane.pki import Pki
+from volcano_topology.registry import instantiate, load
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def block(marker: str) -> dict[str, Any]:
+    text = README.read_text()
+    match = re.search(rf"<!-- {marker} -->\n```yaml\n(.*?)```", text, re.S)
+    assert match, f"README has no yaml block after <!-- {marker} -->"
+    loaded: dict[str, Any] = yaml.safe_load(match.group(1))
+    return loaded
+
+
+def fabric() -> Model:
+    """Host names as a cluster manager might give them: FQDN-ish, and the UFM server itself."""
+    model = Model(switches=["spine-1", "leaf-1", "leaf-2"], cables=[("leaf-1", "spine-1"), ("leaf-2", "spine-1")])
+    model.hosts = {"GPU-0001.cluster": ["leaf-1"], "gpu-0002": ["leaf-1"], "GPU-0003.cluster": ["leaf-2"],
+                   "ufm-server": ["leaf-2"]}  # fmt: skip
+    return model
+
+
+def test_the_readme_example_runs_as_written(pki: Pki) -> None:
+    config_map, secret = block("example-configmap"), block("example-secret")
+    assert config_map["kind"] == "ConfigMap" and secret["kind"] == "Secret"
+    configuration = parse_configuration(config_map["data"]["config.yaml"])
+    entry = configuration.enabled()["ufm"]
+    assert entry.credentials is not None and entry.credentials.secret_ref is not None
+    assert entry.credentials.secret_ref.name == secret["metadata"]["name"]
+    assert entry.interval == 600
+    credentials = {key: str(value).encode() for key, value in secret["stringData"].items()}
+    user, password = secret["stringData"]["username"], secret["stringData"]["password"]
+    with FakeUFM(to_ufm(fabric()), cert=(pki.serving_cert, pki.serving_key), user=user, password=password) as ufm:
+        config = {**entry.config, "endpoint": ufm.endpoint.removeprefix("https://"), "caBundle": str(pki.ca_cert)}
+        provider = instantiate(load(["ufm"])[0]["ufm"], config)
+        event, error = first_outcome(provider, credentials)  # type: ignore[arg-type]
+    assert error is None and event is not None
+    assert tiers(event) == {1: ["leaf-1", "leaf-2"], 2: ["spine-1"]}
+    assert members(event)["leaf-1"] == ["gpu-0001", "gpu-0002"]
+    assert members(event)["leaf-2"] == ["gpu-0003"]  # ufm-server excluded
+    assert provider.gauges()["unmapped_hosts"] == 0
+    assert provider.gauges()["excluded_hosts"] == 1
