@@ -17,7 +17,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -56,13 +56,14 @@ def api(vt_control_plane: LocalControlPlane) -> Iterator[client.ApiClient]:
     clean(api_client)
     yield api_client
     clean(api_client)
-    api_client.close()
+    api_client.close()  # type: ignore[no-untyped-call]
 
 
 def clean(api: client.ApiClient) -> None:
     client.CoreV1Api(api).delete_collection_node(label_selector=MARK)
     objects = client.CustomObjectsApi(api)
-    for item in objects.list_cluster_custom_object(GROUP, VERSION, PLURAL, label_selector=SOURCE)["items"]:
+    listed = cast(dict[str, Any], objects.list_cluster_custom_object(GROUP, VERSION, PLURAL, label_selector=SOURCE))
+    for item in listed["items"]:
         objects.delete_cluster_custom_object(GROUP, VERSION, PLURAL, item["metadata"]["name"])
 
 
@@ -70,7 +71,8 @@ SOURCE = "volcano.sh/network-topology-source=label"
 
 
 def written(api: client.ApiClient) -> dict[str, list[str]]:
-    items = client.CustomObjectsApi(api).list_cluster_custom_object(GROUP, VERSION, PLURAL, label_selector=SOURCE)
+    objects = client.CustomObjectsApi(api)
+    items = cast(dict[str, Any], objects.list_cluster_custom_object(GROUP, VERSION, PLURAL, label_selector=SOURCE))
     return {
         item["metadata"]["name"]: sorted(m["selector"]["exactMatch"]["name"] for m in item["spec"]["members"])
         for item in items["items"]
@@ -139,7 +141,9 @@ def test_relabelling_a_thousand_nodes_gives_one_snapshot_and_the_new_tree(
 ) -> None:
     core = client.CoreV1Api(api)
     before = layout(100, "l", 500, "s")  # 10 leaves of 100 under 2 spines
-    in_parallel(lambda item: core.create_node({"metadata": {"name": item[0], "labels": item[1]}}), list(before.items()))
+    node = client.V1Node
+    meta = client.V1ObjectMeta
+    in_parallel(lambda item: core.create_node(node(metadata=meta(name=item[0], labels=item[1]))), list(before.items()))
 
     config = tmp_path / "config.yaml"
     types = {"gpu": [{"nodeLabel": SPINE}, {"nodeLabel": LEAF}, {"nodeLabel": "kubernetes.io/hostname"}]}
