@@ -1,0 +1,91 @@
+"""The provider: a scan of director.txt, its gauges and reports, and the last good topology kept on a bad dump."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+from volcano_topology_ibnetdiscover.parse import ParseError
+from volcano_topology_ibnetdiscover.provider import IBNetDiscoverProvider
+from volcano_topology_ibnetdiscover.settings import IBNetDiscoverSettings
+
+from volcano_topology.provider import ProviderContext
+from volcano_topology.runner import NoSecrets, StaticCluster
+
+
+def provider(**config: object) -> IBNetDiscoverProvider:
+    return IBNetDiscoverProvider(IBNetDiscoverSettings.model_validate(config))
+
+
+def test_scan_and_gauges(director_path: Path) -> None:
+    p = provider(file=str(director_path))
+    assert p.gauges() == {}, "no figures before the first good scan"
+    hypernodes = p.scan()
+    assert len(hypernodes) == 160
+    assert p.gauges() == {
+        "switches": 400, "leaf_switches": 154, "hosts": 280, "mapped_hosts": 280, "unmapped_hosts": 0,
+        "excluded_hosts": 0, "unnamed_hca_ports": 103, "hostless_leaf_switches": 6, "unreached_switches": 0,
+        "tiers": 3, "hypernodes": 160,
+    }  # fmt: skip
+
+
+def test_left_out_hosts_are_logged_once_per_change(director_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    p = provider(file=str(director_path), nodeNames={"regex": "sat1110901.*"})
+    with caplog.at_level(logging.INFO):
+        p.scan()
+        p.scan()
+    unmapped = [r for r in caplog.records if "hosts are unmapped" in r.getMessage()]
+    unnamed = [r for r in caplog.records if "have no usable node description" in r.getMessage()]
+    assert len(unmapped) == 1 and len(unnamed) == 1
+    assert unmapped[0].getMessage().startswith(f"{int(p.gauges()['unmapped_hosts'])} of 280 hosts are unmapped")
+    assert "does not match nodeNames.regex" in unmapped[0].getMessage()
+    assert "on sat11-0101-0901-09ib0 port 1" in unnamed[0].getMessage()
+    assert any("ignored 2 line(s)" in r.getMessage() for r in caplog.records)
+
+
+def test_a_bad_dump_raises_from_scan(tmp_path: Path, director_path: Path) -> None:
+    path = tmp_path / "cut.txt"
+    path.write_bytes(director_path.read_bytes()[:1_000_000])
+    with pytest.raises(ParseError, match=r"^line 12371: "):
+        provider(file=str(path)).scan()
+
+
+async def test_a_bad_dump_keeps_the_last_good_topology(tmp_path: Path, director_path: Path) -> None:
+    good = await asyncio.to_thread(director_path.read_bytes)
+    path = tmp_path / "fabric.txt"
+    await asyncio.to_thread(path.write_bytes, good)
+    p = provider(file=str(path))
+    events: asyncio.Queue = asyncio.Queue()  # type: ignore[type-arg]
+    ctx = ProviderContext("ibnetdiscover", logging.getLogger("t"), StaticCluster(), NoSecrets(), interval=0.05)  # type: ignore[arg-type]
+    task = asyncio.create_task(p.start(events, asyncio.Queue(), ctx))
+    try:
+        first = await asyncio.wait_for(events.get(), 60)
+        assert len(first.hypernodes) == 160
+        await asyncio.to_thread(path.write_bytes, good[: len(good) // 2])  # truncated mid-block
+        for _ in range(600):
+            if p.stats.failures >= 2:
+                break
+            await asyncio.sleep(0.05)
+        assert p.stats.failures >= 2 and "ParseError: line" in (p.stats.last_error or "")
+        assert events.empty(), "no snapshot from a bad dump"
+        assert p.gauges()["hypernodes"] == 160, "the figures are the last good scan's"
+        await asyncio.to_thread(path.write_bytes, good)
+        scans = p.stats.scans
+        for _ in range(600):
+            if p.stats.scans > scans + 1 and p.stats.consecutive_failures == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert p.stats.consecutive_failures == 0
+        assert events.empty(), "the same topology again is not sent again"
+    finally:
+        ctx.stopping.set()
+        await asyncio.wait_for(task, 30)
+
+
+def test_command_source(tmp_path: Path, director_path: Path) -> None:
+    fake = tmp_path / "ibnetdiscover"
+    fake.write_text(f'#!/bin/sh\nexec cat "{director_path}"\n')
+    fake.chmod(0o755)
+    assert len(provider(command=[str(fake)]).scan()) == 160
