@@ -1,16 +1,50 @@
-# The operator image: `docker build -t volcano-topology .`
-# Vendor providers are added with `pip install` in a derived image, or mounted with --provider-path.
-FROM python:3.11-slim AS build
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY volcano_topology ./volcano_topology
-COPY crds ./crds
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# The operator image.
+#   docker build -t volcano-topology .                                  # core only (vendors add theirs)
+#   docker build --build-arg PROVIDERS="label ufm" -t volcano-topology .  # with providers from providers/
+# Without a registry, `make image-local` builds BASE_IMAGE from Debian packages and builds this file with
+# buildah (see deploy/README.md). Vendors: `FROM` this image, `pip install` their provider package
+# (the `volcano-topology new-provider` template's Dockerfile does exactly that).
+#
+# BASE_IMAGE must provide python3 (>= 3.11) with the venv module, in both stages.
+ARG BASE_IMAGE=python:3.11-slim-bookworm
 
-FROM python:3.11-slim
-RUN useradd --uid 65532 --no-create-home --shell /usr/sbin/nologin operator
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
-USER 65532
+FROM ${BASE_IMAGE} AS build
+# Space-separated directory names under providers/ to install next to the operator, e.g. "label ufm".
+ARG PROVIDERS=""
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+WORKDIR /src
+RUN python3 -m venv /opt/volcano-topology
+COPY pyproject.toml README.md LICENSE ./
+COPY crds ./crds
+COPY volcano_topology ./volcano_topology
+COPY providers ./providers
+RUN /opt/volcano-topology/bin/pip install . \
+ && for provider in ${PROVIDERS}; do \
+      test -f "providers/${provider}/pyproject.toml" || { echo "no provider package providers/${provider}" >&2; exit 1; }; \
+      /opt/volcano-topology/bin/pip install "./providers/${provider}" || exit 1; \
+    done \
+ && /opt/volcano-topology/bin/python -m compileall -q /opt/volcano-topology \
+ && /opt/volcano-topology/bin/volcano-topology providers
+
+# The final stage: the base plus the virtualenv; nothing built here, no compilers, no build context.
+FROM ${BASE_IMAGE}
+ARG VERSION=0.1.0
+ARG SOURCE=https://github.com/volcano-topology/volcano-topology
+ARG REVISION=""
+LABEL org.opencontainers.image.title="volcano-topology" \
+      org.opencontainers.image.description="Keeps Volcano HyperNodes true to the datacenter network, from pluggable topology providers" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=build /opt/volcano-topology /opt/volcano-topology
+# Bytecode is compiled at build time: with a read-only root filesystem nothing needs writing but /tmp.
+ENV PATH=/opt/volcano-topology/bin:${PATH} \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp
+# Numeric, so that runAsNonRoot can verify it without a passwd entry.
+USER 65532:65532
+EXPOSE 8080
 ENTRYPOINT ["volcano-topology"]
-CMD ["--help"]
+CMD ["run"]

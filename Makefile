@@ -42,3 +42,96 @@ integration: control-plane
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts
+
+# ---- Deployment: build, image, cluster (deploy/README.md) ---------------------------------------
+# Variables (override on the command line, e.g. `make image push REGISTRY=registry.example.com/infra TAG=dev`):
+#   REGISTRY        where `push` sends the image                 (default ghcr.io/volcano-topology)
+#   IMAGE           the image name                               (default $(REGISTRY)/volcano-topology)
+#   TAG             the image tag                                (default: the version in pyproject.toml)
+#   CONTAINER_TOOL  docker | podman | buildah                    (default docker)
+#   IMAGE_PROVIDERS provider directories under providers/ to put in the image, e.g. "label ufm" (default none)
+#   BASE_IMAGE      the Dockerfile's base (default: its own, python:3.11-slim-bookworm)
+#   OVERLAY         what `deploy`/`undeploy` apply: deploy, deploy/overlays/label-provider, deploy/overlays/ufm
+#   KUBECTL         kubectl with built-in kustomize (default kubectl; /usr/bin/kubectl v1.32 on this machine)
+REGISTRY        ?= ghcr.io/volcano-topology
+IMAGE           ?= $(REGISTRY)/volcano-topology
+TAG             ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+CONTAINER_TOOL  ?= docker
+IMAGE_PROVIDERS ?=
+BASE_IMAGE      ?=
+OVERLAY         ?= deploy
+KUBECTL         ?= kubectl
+# The image the manifests name; `deploy` replaces it with $(IMAGE):$(TAG).
+MANIFEST_IMAGE  := ghcr.io/volcano-topology/volcano-topology
+IMAGE_ARGS       = --build-arg PROVIDERS="$(IMAGE_PROVIDERS)" --build-arg VERSION=$(TAG) \
+                   $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) -t $(IMAGE):$(TAG)
+# buildah needs no daemon; in a sandbox without one: vfs storage, chroot isolation.
+BUILDAH          = buildah --storage-driver vfs
+HELM             = $$($(BIN)/python -m volcano_topology.controlplane.tools)
+# Without a registry (make image-local): the base image from Debian's packages, cached by buildah.
+LOCAL_BASE      ?= localhost/volcano-topology-base:bookworm
+# The TLS proxy's CA, mounted into builds only (never baked into the image): see deploy/README.md.
+BUILD_CA        ?= /etc/ssl/certs/ca-certificates.crt
+
+.PHONY: build fmt tools helm-lint image image-local image-base image-test push deploy undeploy
+
+## Wheels of the operator and every provider package into dist/.
+build: $(STAMP)
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir dist . $(patsubst %,./%,$(wildcard providers/*/))
+
+## Format the code and apply ruff's safe fixes.
+fmt: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## Find or build the tools the deployment tests need (helm, from its Go module, into the cache).
+tools: $(STAMP)
+	$(BIN)/python -m volcano_topology.controlplane.tools
+test unit integration: tools
+
+## Lint the Helm chart and render it with its default values.
+helm-lint: tools
+	$(HELM) lint --strict charts/volcano-topology
+	$(HELM) template volcano-topology charts/volcano-topology --namespace volcano-topology >/dev/null
+
+## Build the image with $(CONTAINER_TOOL).
+image:
+ifeq ($(CONTAINER_TOOL),buildah)
+	$(BUILDAH) bud --isolation chroot --layers $(IMAGE_ARGS) .
+else
+	$(CONTAINER_TOOL) build $(IMAGE_ARGS) .
+endif
+
+## Build the base image from Debian packages (mmdebstrap), once; needs root, no registry.
+image-base:
+	$(BUILDAH) inspect --type image $(LOCAL_BASE) >/dev/null 2>&1 || { \
+	  set -e; tmp=$$(mktemp -d); \
+	  mmdebstrap --variant=apt --include=python3,python3-venv,ca-certificates bookworm $$tmp/rootfs.tar; \
+	  podman --storage-driver vfs import $$tmp/rootfs.tar $(LOCAL_BASE); rm -rf $$tmp; }
+
+## Build the image where no registry is reachable: the Debian base, then the Dockerfile with buildah.
+image-local: image-base
+	$(BUILDAH) bud --isolation chroot --layers -v $(BUILD_CA):$(BUILD_CA):ro \
+	  $(IMAGE_ARGS) --build-arg BASE_IMAGE=$(LOCAL_BASE) .
+
+## Build the image (and a vendor image FROM it) and run the operator inside it against a local control plane.
+## Run before resolving a deployment change; not part of CI (it needs root, buildah and mmdebstrap).
+image-test: control-plane tools
+	VOLCANO_TOPOLOGY_IMAGE_TEST=1 $(BIN)/python -m pytest -p no:randomly -s tests/integration/test_deploy_image.py
+
+push:
+ifeq ($(CONTAINER_TOOL),buildah)
+	$(BUILDAH) push $(IMAGE):$(TAG) docker://$(IMAGE):$(TAG)
+else
+	$(CONTAINER_TOOL) push $(IMAGE):$(TAG)
+endif
+
+## Apply $(OVERLAY) (the CRD included) with the image $(IMAGE):$(TAG), to the current kubectl context.
+deploy:
+	$(KUBECTL) kustomize $(OVERLAY) | sed 's#image: $(MANIFEST_IMAGE):.*#image: $(IMAGE):$(TAG)#' | $(KUBECTL) apply -f -
+
+## Delete what `deploy` applied except the CRD (deleting it would delete every HyperNode, Volcano's too).
+undeploy: $(STAMP)
+	$(KUBECTL) kustomize $(OVERLAY) | $(BIN)/python -c 'import sys, yaml; \
+	  print(yaml.safe_dump_all([d for d in yaml.safe_load_all(sys.stdin) if d and d["kind"] != "CustomResourceDefinition"]))' \
+	  | $(KUBECTL) delete --ignore-not-found -f -
