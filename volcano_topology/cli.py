@@ -65,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     discover.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the provider (default 30)")
     discover.set_defaults(handler=_discover)
 
+    _add_view_commands(commands)
+
     run = commands.add_parser("run", help="run the operator (cluster-wide, kopf)")
     source = run.add_mutually_exclusive_group()
     source.add_argument("--config", help="configuration file (Volcano's networkTopologyDiscovery shape)")
@@ -128,6 +130,12 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--once", action="store_true", help="stop after the first tree is printed (for scripts)")
     dev.set_defaults(handler=_dev)
     return parser
+
+
+def _add_view_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from volcano_topology.views import commands as views
+
+    views.add_commands(commands)
 
 
 def _validate(args: argparse.Namespace) -> int:

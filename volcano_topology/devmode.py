@@ -46,8 +46,9 @@ from volcano_topology.config import (
 )
 from volcano_topology.controller import ConfigSource
 from volcano_topology.controlplane.cluster import LocalControlPlane
-from volcano_topology.discover import render_tree
 from volcano_topology.operator import RunOptions, build_registry
+from volcano_topology.views.model import Topology
+from volcano_topology.views.treeview import TreeOptions, render_tree
 
 
 @dataclass
@@ -342,7 +343,8 @@ async def _print_tree(api: client.ApiClient, started: float, stop: asyncio.Event
         except client.ApiException:
             continue
         hypernodes = {i["metadata"]["name"]: HyperNode.model_validate(i) for i in listed["items"]}
-        text = render_tree(hypernodes) if hypernodes else ""
+        # the same renderer as `volcano-topology tree`; colour only on a terminal
+        text = render_tree(Topology.of(hypernodes), TreeOptions(color=sys.stdout.isatty())) if hypernodes else ""
         if text and text == previous and text != shown:
             when = f"first tree after {time.monotonic() - started:.1f}s" if first else time.strftime("%H:%M:%S")
             say(f"--- HyperNodes ({len(hypernodes)}; {when}) ---\n{text}")

@@ -31,7 +31,7 @@ from volcano_topology.problems import Problem
 from volcano_topology.provider import Event, EventType, Provider, ProviderContext, Reply
 from volcano_topology.runner import NoSecrets, StaticCluster
 from volcano_topology.sdk.scanning import ScanningProvider
-from volcano_topology.tree import children_of, tree_problems
+from volcano_topology.tree import tree_problems
 from volcano_topology.validation import check_document
 
 
@@ -223,27 +223,8 @@ def render(hypernodes: Mapping[str, HyperNode], output: str) -> str:
 
 
 def render_tree(hypernodes: Mapping[str, HyperNode]) -> str:
-    referenced = {child for h in hypernodes.values() for child in children_of(h)}
-    roots = sorted(n for n in hypernodes if n not in referenced)
-    lines: list[str] = []
+    """The tree as ``volcano-topology tree`` shows it (plain text)."""
+    from volcano_topology.views.model import Topology
+    from volcano_topology.views.treeview import render_tree as render
 
-    def describe(h: HyperNode) -> str:
-        tier = h.spec.tier if h.spec else "?"
-        tier_name = f" {h.spec.tier_name}" if h.spec and h.spec.tier_name else ""
-        nodes = [
-            m.selector.exact_match.name for m in h.members if m.type == "Node" and m.selector and m.selector.exact_match
-        ]
-        shown = ", ".join(nodes[:3]) + (f", … {nodes[-1]}" if len(nodes) > 3 else "")
-        return f"{h.name}  (tier {tier}{tier_name}" + (f"; {len(nodes)} nodes: {shown})" if nodes else ")")
-
-    def walk(name: str, prefix: str, last: bool, top: bool) -> None:
-        hypernode = hypernodes[name]
-        lines.append(describe(hypernode) if top else f"{prefix}{'└── ' if last else '├── '}{describe(hypernode)}")
-        children = sorted(c for c in children_of(hypernode) if c in hypernodes)
-        inner = "" if top else prefix + ("    " if last else "│   ")
-        for index, child in enumerate(children):
-            walk(child, inner, index == len(children) - 1, False)
-
-    for root in roots:
-        walk(root, "", True, True)
-    return "\n".join(lines) + "\n"
+    return render(Topology.of(hypernodes))
