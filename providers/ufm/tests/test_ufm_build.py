@@ -160,6 +160,34 @@ def test_cross_links_between_leaves_are_ignored() -> None:
     assert by_tier({h.name: h for h in built.tree.build()}) == {1: ["leaf-0", "leaf-1"], 2: ["spine-0"]}
 
 
+def test_a_leaf_without_any_host_port_is_not_taken_for_a_core() -> None:
+    model = two_tier(leaves=2, spines=2, hosts=1)
+    model.switches.append("LEAF-EMPTY")
+    model.cables += [("LEAF-EMPTY", "SPINE-0"), ("LEAF-EMPTY", "SPINE-1")]
+    fabric = parse_fabric(*(getattr(to_ufm(model), k) for k in ("ports", "links", "systems")))
+    built = build_tree(fabric, make_settings())
+    assert built.hostless == ["LEAF-EMPTY"]
+    assert sorted(by_tier({h.name: h for h in built.tree.build()})) == [1, 2]
+
+
+def test_a_leaf_whose_hosts_have_no_name_is_still_a_leaf() -> None:
+    """Its hosts are skipped (counted), and it stays at tier 1 rather than rising above the spines."""
+    model = two_tier(leaves=2, spines=1, hosts=1)
+    model.switches.append("LEAF-2")
+    model.cables.append(("LEAF-2", "SPINE-0"))
+    model.hosts["NONAME"] = ["LEAF-2"]
+    answers = to_ufm(model)
+    for port in answers.ports:
+        if port.get("system_name") == "NONAME":
+            del port["system_name"], port["systemID"]
+            port["node_description"] = "MT4123 ConnectX6   Mellanox Technologies"
+    fabric = _fabric(answers)
+    assert fabric.skipped["host port without a host name"] == 1
+    built = build_tree(fabric, make_settings())
+    assert "LEAF-2" in built.leaves and built.hostless == []
+    assert by_tier({h.name: h for h in built.tree.build()}) == {1: ["leaf-0", "leaf-1"], 2: ["spine-0"]}
+
+
 # -- names ---------------------------------------------------------------------------------------
 
 
@@ -256,7 +284,8 @@ def test_host_name_from_the_node_description_when_nothing_else_names_it() -> Non
 def test_odd_elements_are_counted() -> None:
     answers = to_ufm(two_tier(leaves=1, spines=1, hosts=2))
     answers.ports.append({"description": "Computer IB Port", "system_name": "LONELY", "tier": 1})  # not cabled
-    answers.ports.append({"description": "Computer IB Port", "node_description": "MT4123 ConnectX6   Mellanox"})
+    answers.ports.append({"description": "Computer IB Port", "node_description": "MT4123 ConnectX6   Mellanox",
+                          "peer_node_name": "LEAF-0"})  # fmt: skip
     fabric = parse_fabric(answers.ports, answers.links, answers.systems)
     assert fabric.skipped["host port without a peer (not cabled, or down)"] == 1
     assert fabric.skipped["host port without a host name"] == 1

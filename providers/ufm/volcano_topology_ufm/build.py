@@ -43,6 +43,7 @@ class Built:
     leaves: list[str] = field(default_factory=list)  # switch names of the leaves
     non_leaf: list[str] = field(default_factory=list)  # switches with hosts that are not leaves
     ignored_links: int = 0  # links between switches at the same distance from the leaves
+    hostless: list[str] = field(default_factory=list)  # leaves without host ports, left out
 
     @property
     def node_count(self) -> int:
@@ -93,21 +94,25 @@ def build_tree(fabric: Fabric, settings: UFMSettings, mapper: NodeNameMapper | N
     for host, homes in fabric.attachments.items():
         for guid in homes:
             on_switch[guid].add(host)
+    with_hosts = fabric.host_switches | on_switch.keys()
     forced = [re.compile(p) for p in settings.non_leaf_switches]
     non_leaf = {
         guid
-        for guid in on_switch
-        if len(neighbours[guid] & on_switch.keys()) >= 2 or any(p.fullmatch(switches[guid].name) for p in forced)
+        for guid in with_hosts
+        if len(neighbours[guid] & with_hosts) >= 2 or any(p.fullmatch(switches[guid].name) for p in forced)
     }
-    leaves = sorted(set(on_switch) - non_leaf)
+    leaves = sorted(with_hosts - non_leaf)
     if not leaves:
         raise UFMDataError("no leaf switch: every switch with hosts is cabled to several others with hosts")
 
     distance = _distances(leaves, neighbours)
+    hostless = _hostless_leaves(distance, neighbours)
     parents: dict[str, set[str]] = defaultdict(set)
     ignored = 0
     for a, b in sorted(fabric.edges):
         da, db = distance.get(a), distance.get(b)
+        if a in hostless or b in hostless:
+            continue
         if da is not None and db is not None and abs(da - db) == 1:
             child, parent = (a, b) if da < db else (b, a)
             parents[child].add(parent)
@@ -118,7 +123,7 @@ def build_tree(fabric: Fabric, settings: UFMSettings, mapper: NodeNameMapper | N
     tree = TreeBuilder(tier_names=settings.tier_names, name_prefix=settings.name_prefix, strict=True)
     taken = set(ids.values())
     node_homes: dict[str, list[str]] = defaultdict(list)  # node -> TreeBuilder switches it is attached to
-    for guid in sorted(switches):
+    for guid in sorted(set(switches) - hostless):
         tree.switch(ids[guid], parents=sorted(ids[p] for p in parents[guid]))
         nodes = sorted(mapped.nodes[h] for h in on_switch.get(guid, ()) if h in mapped.nodes)
         if not nodes:
@@ -139,6 +144,7 @@ def build_tree(fabric: Fabric, settings: UFMSettings, mapper: NodeNameMapper | N
         leaves=sorted(switches[g].name for g in leaves),
         non_leaf=sorted(switches[g].name for g in non_leaf),
         ignored_links=ignored,
+        hostless=sorted(switches[g].name for g in hostless),
     )
 
 
@@ -154,6 +160,25 @@ def _distances(sources: Iterable[str], neighbours: Mapping[str, set[str]]) -> di
                     following.append(other)
         frontier = following
     return distance
+
+
+def _hostless_leaves(distance: Mapping[str, int], neighbours: Mapping[str, set[str]]) -> set[str]:
+    """Leaves without a host port (all down, or none cabled yet), which the distances put two tiers up.
+
+    Such a switch is at distance 2, has no uplink, and everything it is cabled to is an uplink
+    of one single leaf: a core above several pods is cabled to spines no single leaf reaches.
+    Left out of the tree, so it is never mistaken for a core (the idea of the ibnetdiscover provider).
+    """
+    found = set()
+    for guid, d in distance.items():
+        near = neighbours.get(guid, set())
+        if d != 2 or not near or any(distance.get(n) != 1 for n in near):
+            continue
+        for leaf in sorted(neighbours.get(min(near), ())):
+            if distance.get(leaf) == 0 and near <= neighbours[leaf]:
+                found.add(guid)
+                break
+    return found
 
 
 def _hosts_leaf(switch_id: str, guid: str, prefix: str, taken: set[str]) -> str:

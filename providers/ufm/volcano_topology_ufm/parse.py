@@ -47,6 +47,7 @@ class Fabric:
 
     switches: dict[str, System] = field(default_factory=dict)
     attachments: dict[str, set[str]] = field(default_factory=dict)  # host name -> switch GUIDs its ports reach
+    host_switches: set[str] = field(default_factory=set)  # switches with host ports, named hosts or not
     edges: set[tuple[str, str]] = field(default_factory=set)  # switch GUID pairs, smaller first
     unknown_peers: dict[str, set[str]] = field(default_factory=dict)  # host -> switch references not in systems
     skipped: Counter[str] = field(default_factory=Counter)  # what was left out, and why
@@ -184,9 +185,6 @@ def parse_fabric(ports: Any, links: Any, systems: Any) -> Fabric:
         if not _is_host_port(item, index):
             continue
         host = _host_name(item, index)
-        if host is None:
-            fabric.skipped["host port without a host name"] += 1
-            continue
         peer_guid = item.get("peer_node_guid") or item.get("peer_guid")
         peer_name = _text(item, "peer_node_name")
         if _guid(peer_guid) is None and peer_name is None:
@@ -194,10 +192,15 @@ def parse_fabric(ports: Any, links: Any, systems: Any) -> Fabric:
             continue
         peer = index.find(peer_guid, peer_name)
         if peer is None:
-            fabric.unknown_peers.setdefault(host, set()).add(peer_name or str(_guid(peer_guid)))
+            what = host or _text(item, "node_description") or "a host port"
+            fabric.unknown_peers.setdefault(what, set()).add(peer_name or str(_guid(peer_guid)))
             continue
         if peer.kind != "switch":
             fabric.skipped["host port whose peer is not a switch"] += 1
+            continue
+        fabric.host_switches.add(peer.guid)  # a leaf even when none of its hosts has a name
+        if host is None:
+            fabric.skipped["host port without a host name"] += 1
             continue
         fabric.attachments.setdefault(host, set()).add(peer.guid)
     for item in elements(links, "links"):
