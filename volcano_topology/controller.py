@@ -32,7 +32,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,6 +142,11 @@ class Controller:
         # an operator that needs no Node is not given the right to list them.
         self.nodes = NodeCache(api)
         self._node_pokes: asyncio.Task[None] | None = None
+        # HyperNodes as the operator's watch last delivered them (``observe``); used once ``watch_fed`` is set.
+        self.watch_fed = False
+        self.seen: dict[str, dict[str, Any]] = {}
+        self._observed: dict[str, tuple[str, Observed]] = {}
+        self._counts: dict[str, tuple[tuple[str, int], int]] = {}
         self.cluster = ClusterClient(api)
         self._status: tuple[float, HyperNodeClient, ClusterClient] | None = None
         self._stopping: asyncio.Task[None] | None = None
@@ -435,8 +440,11 @@ class Controller:
         if not (wanted.conditions or wanted.node_count):
             return
         hypernodes, status_client = self._status_clients(config.operator.request_timeout)
-        items = await hypernodes.list()
-        observed = [Observed.from_dict(item) for item in items]
+        if self.watch_fed:
+            items = list(self.seen.values())
+        else:  # no watch feeds this controller (embedded without the operator): read them
+            items = await hypernodes.list()
+        observed = [self._parsed(item) for item in items]
         # Only objects of providers running here: another operator's objects are not ours to describe.
         owned = [o for o in observed if o.owner in self.runs and o.hypernode is not None]
         # Counted only from a synced view: a count from a half-listed cluster would be written as fact.
@@ -449,7 +457,7 @@ class Controller:
             current = raw[item.name].get("status") or {}
             desired: dict[str, Any] = {}
             if count_nodes:
-                desired["nodeCount"] = node_count(item.hypernode, nodes)
+                desired["nodeCount"] = self._node_count(item, nodes)
             state = self.runs[item.owner].run.channel.sync.get(item.name)
             if wanted.conditions and state is not None:
                 generation = raw[item.name]["metadata"].get("generation")
@@ -462,11 +470,46 @@ class Controller:
                         resource_version=item.resource_version, gate=self.gate,
                     )  # fmt: skip
                 except KubeError as exc:
+                    if exc.status == 404:  # gone while the watch was away: forget it
+                        self.observe({"metadata": {"name": item.name}}, deleted=True)
+                        continue
                     # 409: the object changed since it was read; the next pass computes it afresh.
                     log.log(logging.INFO if exc.status == 409 else logging.WARNING,
                             "status of HyperNode %s not written: %s", item.name, exc)  # fmt: skip
                 except NotLeading:
                     return
+
+    def observe(self, body: Mapping[str, Any], deleted: bool) -> None:
+        """A HyperNode as the operator's watch delivered it: the status pass reads these instead of listing."""
+        metadata = body.get("metadata") or {}
+        name = metadata.get("name")
+        if not name:
+            return
+        if deleted:
+            self.seen.pop(name, None)
+            self._observed.pop(name, None)
+            self._counts.pop(name, None)
+            return
+        # managedFields are most of an object's size and the status pass does not read them.
+        self.seen[name] = {**body, "metadata": {k: v for k, v in metadata.items() if k != "managedFields"}}
+
+    def _parsed(self, item: Mapping[str, Any]) -> Observed:
+        """``Observed.from_dict``, once per object version: validating every object on every pass is the cost."""
+        metadata = item["metadata"]
+        name, version = metadata["name"], metadata.get("resourceVersion", "")
+        cached = self._observed.get(name)
+        if cached is None or cached[0] != version:
+            cached = self._observed[name] = (version, Observed.from_dict(item))
+        return cached[1]
+
+    def _node_count(self, item: Observed, nodes: Mapping[str, Mapping[str, str]]) -> int:
+        """Counted again only when the object or the Node view changed."""
+        assert item.hypernode is not None
+        key = (item.resource_version, self.nodes.generation)
+        cached = self._counts.get(item.name)
+        if cached is None or cached[0] != key:
+            cached = self._counts[item.name] = (key, node_count(item.hypernode, nodes))
+        return cached[1]
 
     def _status_clients(self, timeout: float) -> tuple[HyperNodeClient, ClusterClient]:
         """Clients for status, kept across passes; their timeout is the writes' so the fence covers them."""

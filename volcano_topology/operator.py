@@ -141,7 +141,9 @@ def build_registry() -> kopf.OperatorRegistry:
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     async def hypernode_changed(memo: kopf.Memo, body: kopf.Body, **kwargs: Any) -> None:
         memo.runtime.ready.set()
-        await put_back_drift(memo.runtime, dict(body), kwargs.get("type"))
+        raw = dict(body)
+        memo.runtime.controller.observe(raw, deleted=kwargs.get("type") == "DELETED")
+        await put_back_drift(memo.runtime, raw, kwargs.get("type"))
 
     return registry
 
@@ -155,6 +157,7 @@ async def start_runtime(options: RunOptions, api: Any, config: Configuration) ->
         host=options.health_address,
     )  # fmt: skip
     runtime = Runtime(options, controller, None, health)
+    controller.watch_fed = True  # the HyperNode event handler feeds controller.observe()
     # Before anything campaigns or writes: a port in use is a configuration error, not worth retrying.
     try:
         await health.start()
