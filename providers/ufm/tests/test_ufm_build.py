@@ -305,6 +305,12 @@ def test_an_answer_that_is_not_a_list_is_refused(document: Any, message: str) ->
         elements(document, "ports")
 
 
+def test_a_paginated_answer_holding_one_page_of_several_is_refused() -> None:
+    assert elements({"data": [1, 2], "total": 2}, "links") == [1, 2]
+    with pytest.raises(UFMDataError, match="partial answer: links holds 2 of 5 elements"):
+        elements({"data": [1, 2], "total_count": 5}, "links")
+
+
 # -- partial answers ---------------------------------------------------------------------------------
 
 

@@ -138,6 +138,15 @@ def test_transient_errors_then_success(ufm: FakeUFM, pki: Pki) -> None:
     assert len(ufm.seen) == 4
 
 
+def test_retry_after_is_a_floor_up_to_the_maximum_backoff() -> None:
+    client = UFMClient(UFMSettings(endpoint="ufm", retryBackoff=1, retryBackoffMax=10))
+    assert 1.0 <= client._backoff(1, None) <= 1.1
+    assert 4.0 <= client._backoff(3, None) <= 4.4
+    assert client._backoff(1, 5.0) == 5.0
+    assert client._backoff(1, 600.0) == 10.0
+    assert 10.0 <= client._backoff(8, None) <= 11.0
+
+
 def test_no_retries_when_retries_is_zero(ufm: FakeUFM, pki: Pki) -> None:
     ufm.queue(PORTS, Canned(503))
     with pytest.raises(UFMError, match=r"HTTP 503$"):

@@ -261,3 +261,14 @@ def test_settings_are_frozen() -> None:
     settings = UFMSettings(endpoint="ufm")
     with pytest.raises(ValidationError):
         settings.endpoint = "other"  # type: ignore[misc]
+
+
+def test_a_restarted_instance_still_retries(ufm: FakeUFM, pki: Pki) -> None:
+    """After stop(), a new start() of the same instance waits between retries again (not "stopped")."""
+    provider = provider_for(ufm, pki, retries=1, retryBackoff="10ms", retryBackoffMax="20ms")
+    run_scans(provider, BASIC, lambda p, seen: bool(seen))
+    ufm.queue(PORTS, Canned(503))
+    provider.stats.scans = 0
+    run_scans(provider, BASIC, lambda p, seen: p.stats.scans >= 1 and not p.threads.alive, interval=5.0)
+    assert provider.stats.failures == 0, provider.stats.last_error
+    assert len(ufm.requests_for(PORTS)) == 3

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 Kind = Literal["switch", "host", "other"]
 _HEX = re.compile(r"^(0x)?[0-9a-f]{1,32}$")
+_TOTALS = ("total", "total_count", "totalCount", "total_items", "count")
 _NONE = {"", "n/a", "na", "none", "null", "unknown", "0000000000000000"}
 
 
@@ -60,7 +61,12 @@ class Fabric:
 def elements(document: Any, what: str) -> list[Any]:
     """The list an endpoint answered (also from ``{"data": [...]}``); anything else is an error."""
     if isinstance(document, dict) and isinstance(document.get("data"), list):
-        document = document["data"]
+        data = document["data"]
+        for key in _TOTALS:  # a paginated answer that says it holds more than this page
+            total = document.get(key)
+            if isinstance(total, int) and not isinstance(total, bool) and total > len(data):
+                raise UFMDataError(f"partial answer: {what} holds {len(data)} of {total} elements (one page)")
+        document = data
     if not isinstance(document, list):
         raise UFMDataError(f"{what}: expected a JSON list, got a JSON {_json_type(document)}")
     return document

@@ -52,6 +52,8 @@ class UFMProvider(ScanningProvider):
         self.client.log = ctx.logger
         # Kept by this instance only: a Secret change restarts the provider with a new one.
         self._credentials = ctx.credentials
+        self._stopping = threading.Event()  # a new one per start: a restarted instance must wait again
+        self.client.stopping = self._stopping
         if self.settings.insecure_skip_verify:
             self.log.warning(
                 "insecureSkipVerify is set: UFM's TLS certificate is NOT verified, so anyone on the path can read "
