@@ -194,6 +194,12 @@ def test_input_order_does_not_matter() -> None:
         ({"networkTopologyTypes": {"t": [{"nodeLabel": "a"}, HOST]}, "debounce": "5s", "maxDelay": "1s"}, "",
          "maxDelay"),
         ({"networkTopologyTypes": {"t": [{"nodeLabel": "a"}, HOST]}, "intervall": 3}, "intervall", "Extra inputs"),
+        ({"networkTopologyTypes": {"t": {"levels": [{"nodeLabel": "a", "tierName": "x"}, {"nodeLabel": "b",
+          "tierName": "x"}, HOST]}}}, "networkTopologyTypes", "duplicate tierName x"),
+        ({"networkTopologyTypes": {"t": {"nodeSelector": {"matchLabels": {"gen": "-x"}}, "levels": [
+          {"nodeLabel": "a"}, HOST]}}}, "matchLabels", "not a valid label value"),
+        ({"networkTopologyTypes": {"t": {"levels": [{"nodeLabel": "a"}, HOST], "selector": {}}}}, "selector",
+         "Extra inputs"),
     ],
 )  # fmt: skip
 def test_bad_configuration_names_the_field(config: dict[str, Any], field: str, message: str) -> None:

@@ -100,3 +100,82 @@ def test_volcanos_example_cluster_gives_volcanos_tree_with_readable_names() -> N
     assert spec is not None and (spec.tier, spec.tier_name) == (1, "volcano.sh/tor")
     assert found["topologya3-s2"].metadata.labels == {"volcano.sh/hypernode": "s2"}
     assert built.missing_level == set() and built.several_types == set()
+
+
+# Copied verbatim from the same file and commit ("Mixed topology profiles"): Volcano's profile form.
+VOLCANO_MIXED_PROFILES = """\
+networkTopologyDiscovery:
+  - source: label
+    enabled: true
+    config:
+      networkTopologyTypes:
+        topologyShallow:
+          nodeSelector:
+            matchLabels:
+              volcano.sh/network-topology-profile: shallow
+          levels:
+            - nodeLabel: volcano.sh/shallow-cluster
+              tierName: volcano.sh/hypercluster
+            - nodeLabel: volcano.sh/shallow-hypernode
+              tierName: volcano.sh/hypernode
+            - nodeLabel: kubernetes.io/hostname
+        topologyDeep:
+          nodeSelector:
+            matchLabels:
+              volcano.sh/network-topology-profile: deep
+          levels:
+            - nodeLabel: volcano.sh/deep-cluster
+              tierName: volcano.sh/hypercluster
+            - nodeLabel: volcano.sh/deep-hypernode
+              tierName: volcano.sh/hypernode
+            - nodeLabel: volcano.sh/deep-superpod
+              tierName: volcano.sh/superpod
+            - nodeLabel: kubernetes.io/hostname
+"""
+
+PROFILE = "volcano.sh/network-topology-profile"
+
+
+def test_volcanos_mixed_profiles_give_two_trees_of_different_depth_with_its_tier_names() -> None:
+    settings = LabelSettings.model_validate(provider_config(VOLCANO_MIXED_PROFILES, "label"))
+    nodes = {
+        **{f"sh{i}": {PROFILE: "shallow", "volcano.sh/shallow-cluster": "c1", "volcano.sh/shallow-hypernode": f"h{i // 2}"}
+           for i in range(4)},
+        **{f"dp{i}": {PROFILE: "deep", "volcano.sh/deep-cluster": "c1", "volcano.sh/deep-hypernode": "h0",
+                      "volcano.sh/deep-superpod": f"sp{i // 2}"} for i in range(4)},
+        # Selected by the deep profile but lacking its superpod label: a missing level (skipped by default).
+        "dp-half": {PROFILE: "deep", "volcano.sh/deep-cluster": "c1", "volcano.sh/deep-hypernode": "h0"},
+        # Shallow labels, but the deep profile selects it: the selector decides, as in Volcano.
+        "dp-odd": {PROFILE: "deep", "volcano.sh/shallow-cluster": "c1", "volcano.sh/shallow-hypernode": "h0"},
+        "no-profile": {"volcano.sh/shallow-cluster": "c1", "volcano.sh/shallow-hypernode": "h0"},
+    }  # fmt: skip
+    built = analyse(nodes, settings)
+    found = {h.name: h for h in built.hypernodes}
+    assert tree_problems(found) == []
+    assert built.placed == {**{f"sh{i}": "topologyShallow" for i in range(4)},
+                            **{f"dp{i}": "topologyDeep" for i in range(4)}}  # fmt: skip
+    assert built.missing_level == {"dp-half", "dp-odd"} and built.outside == {"no-profile"}
+    tiers = {name: (h.spec.tier, h.spec.tier_name) for name, h in found.items() if h.spec}
+    assert tiers == {
+        "topologyshallow-c1": (2, "volcano.sh/hypercluster"),
+        # h0 is unique in the shallow tree but the deep tree has an h0 too: names start with the type.
+        "topologyshallow-h0": (1, "volcano.sh/hypernode"),
+        "topologyshallow-h1": (1, "volcano.sh/hypernode"),
+        "topologydeep-c1": (3, "volcano.sh/hypercluster"),
+        "topologydeep-h0": (2, "volcano.sh/hypernode"),
+        "topologydeep-sp0": (1, "volcano.sh/superpod"),
+        "topologydeep-sp1": (1, "volcano.sh/superpod"),
+    }
+    assert found["topologydeep-h0"].metadata.labels == {"volcano.sh/deep-hypernode": "h0", PROFILE: "topologydeep"}
+
+
+def test_a_node_selected_by_two_profiles_joins_neither_and_is_counted() -> None:
+    config = {"networkTopologyTypes": {
+        "a": {"nodeSelector": {"matchLabels": {"gen": "x"}}, "levels": [{"nodeLabel": "rack"}, {"nodeLabel": "h"}]},
+        "b": {"nodeSelector": {"matchLabels": {"site": "y"}}, "levels": [{"nodeLabel": "rack"}, {"nodeLabel": "h"}]},
+    }}  # fmt: skip
+    built = analyse({"both": {"gen": "x", "site": "y", "rack": "r1"}, "one": {"gen": "x", "rack": "r1"}},
+                    LabelSettings.model_validate(config))  # fmt: skip
+    assert built.skipped == {"both"} and built.several_types == {"both"}
+    assert built.placed == {"one": "a"}
+    assert [h.name for h in built.hypernodes] == ["a-r1"]

@@ -29,6 +29,7 @@ from volcano_topology_label.settings import LabelSettings
 UNLABELLED = ""
 UNLABELLED_SUFFIX = "unlabelled"
 MAX_TIER_NAME = 253  # the CRD's limit on tierName; a longer label key gives no tierName
+PROFILE_LABEL = "volcano.sh/network-topology-profile"  # on HyperNodes of profile-form types, as Volcano
 
 Path = tuple[str, ...]  # (type, value of the top tier, ..., value of this tier)
 
@@ -75,25 +76,34 @@ def level_values(labels: Mapping[str, str], tiers: Sequence[str]) -> list[str | 
     return [labels.get(key) or None for key in tiers]
 
 
-def choose_type(labels: Mapping[str, str], settings: LabelSettings) -> str | None:
-    """The one type a node belongs to, or None when it carries no tier label of any type.
+def matching_types(labels: Mapping[str, str], settings: LabelSettings) -> tuple[list[str], bool]:
+    """The types a node may belong to, and whether a profile's ``nodeSelector`` chose them.
 
-    A node carrying labels of several types joins one, so it sits in exactly one leaf:
-    first a type whose tier labels it all has, the deepest such type; otherwise the type of
+    As in Volcano: a node selected by a profile's ``nodeSelector`` belongs to that profile
+    (whatever tier labels it carries); otherwise to a type without a selector of which it
+    carries at least one tier label.
+    """
+    selected = [t for t in settings.network_topology_types if (s := settings.selector(t)) and s.matches(labels)]
+    if selected:
+        return selected, True
+    open_types = [t for t in settings.network_topology_types if settings.selector(t) is None]
+    return [t for t in open_types if any(level_values(labels, settings.tiers(t)))], False
+
+
+def choose_type(labels: Mapping[str, str], settings: LabelSettings, types: Sequence[str]) -> str:
+    """The one of ``types`` (not empty) a node joins, so it sits in exactly one leaf.
+
+    First a type whose tier labels it all has, the deepest such type; otherwise the type of
     which it has the most tier labels; ties go to the type whose name sorts first. (So in a
     cluster of two generations whose types share label keys, a node of the deeper generation
     joins the deeper type, and a node of the other generation the type that fits it whole.)
     """
-    best: tuple[bool, int, str] | None = None
-    for type_name in settings.network_topology_types:
+    ranks = []
+    for type_name in types:
         values = level_values(labels, settings.tiers(type_name))
         present = sum(v is not None for v in values)
-        if not present:
-            continue
-        rank = (present < len(values), -present, type_name)
-        if best is None or rank < best:
-            best = rank
-    return best[2] if best is not None else None
+        ranks.append((present < len(values), -present, type_name))
+    return min(ranks)[2]
 
 
 def analyse(nodes: Mapping[str, Mapping[str, str]], settings: LabelSettings) -> Built:
@@ -103,7 +113,7 @@ def analyse(nodes: Mapping[str, Mapping[str, str]], settings: LabelSettings) -> 
     placed: dict[str, str] = {}
     for node in sorted(nodes):
         labels = nodes[node]
-        matching = [t for t in settings.network_topology_types if any(level_values(labels, settings.tiers(t)))]
+        matching, selected = matching_types(labels, settings)
         if not matching:
             outside.add(node)
             continue
@@ -112,8 +122,12 @@ def analyse(nodes: Mapping[str, Mapping[str, str]], settings: LabelSettings) -> 
         if kubenames.dns1123_subdomain_problems(node) or kubenames.qualified_name_problems(node):
             invalid.add(node)
             continue
-        type_name = choose_type(labels, settings)
-        assert type_name is not None  # matching is not empty
+        if selected and len(matching) > 1:
+            # Selected by two profiles: which one is a configuration error (Volcano refuses it);
+            # leaving the node out keeps the tree strict and the rest of the topology in place.
+            skipped.add(node)
+            continue
+        type_name = choose_type(labels, settings, matching)
         values = level_values(labels, settings.tiers(type_name))
         if None in values:
             missing.add(node)
@@ -213,12 +227,17 @@ def _hypernode(
     labels: dict[str, str] | None = None
     tier_name: str | None = None
     if path[-1] != UNLABELLED:
-        key = settings.tiers(path[0])[len(path) - 2]
-        # As Volcano's label source does: the tier's label on the HyperNode, and the label key as tierName.
-        # (A value read from a --nodes file may not be a valid label value; a Node's always is.)
-        labels = {key: path[-1]} if not kubenames.label_value_problems(path[-1]) else None
-        tier_name = key if len(key) <= MAX_TIER_NAME else None
+        depth = len(path) - 2
+        key = settings.tiers(path[0])[depth]
+        # As Volcano's label source does: the tier's label on the HyperNode, and the tier's tierName
+        # (the label key unless the profile names it). A value read from a --nodes file may not
+        # be a valid label value; a Node's always is.
+        labels = {key: path[-1]} if not kubenames.label_value_problems(path[-1]) else {}
+        tier_name = settings.tier_names(path[0])[depth]
+        tier_name = tier_name if len(tier_name) <= MAX_TIER_NAME else None
+    if settings.is_profile(path[0]):
+        labels = {**(labels or {}), PROFILE_LABEL: naming.sanitize(path[0])}
     return HyperNode(
-        metadata=ObjectMeta(name=names[path], labels=labels),
+        metadata=ObjectMeta(name=names[path], labels=labels or None),
         spec=HyperNodeSpec(tier=_tier(path, settings), tier_name=tier_name, members=members),
     )
