@@ -17,13 +17,17 @@ TYPES = {
     "deep": [{"nodeLabel": "spine"}, {"nodeLabel": "block"}, {"nodeLabel": "leaf"}, HOST],
     "flat": [{"nodeLabel": "block"}, {"nodeLabel": "leaf"}, HOST],
     "TorX": [{"nodeLabel": "example.com/tor"}, HOST],
+    # Volcano's profile form: nodes labelled gen=g1 belong to it, whatever else they carry.
+    "prof": {"nodeSelector": {"matchLabels": {"gen": "g1"}}, "levels": [{"nodeLabel": "block"}, HOST]},
 }
 KEYS = ["spine", "block", "leaf", "example.com/tor"]
 
 
 def label_set(values: st.SearchStrategy[str]) -> st.SearchStrategy[dict[str, str]]:
     # Each key present or not, so nodes miss levels, carry several types, or none.
-    return st.dictionaries(st.sampled_from(KEYS), values, max_size=len(KEYS))
+    tiers = st.dictionaries(st.sampled_from(KEYS), values, max_size=len(KEYS))
+    generation = st.sampled_from([{}, {"gen": "g1"}, {"gen": "g2"}])
+    return st.builds(lambda labels, gen: {**labels, **gen}, tiers, generation)
 
 
 BASE_VALUES = st.sampled_from(["a", "b", "c", "A", "a.b", "x-y", "1"])
