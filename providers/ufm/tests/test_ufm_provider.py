@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from ufm_testlib import (
     USER,
     Canned,
     FakeUFM,
+    context,
     first_outcome,
     members,
     rail_optimised,
@@ -264,11 +268,33 @@ def test_settings_are_frozen() -> None:
 
 
 def test_a_restarted_instance_still_retries(ufm: FakeUFM, pki: Pki) -> None:
-    """After stop(), a new start() of the same instance waits between retries again (not "stopped")."""
+    """As the operator's supervisor does: start, stop, start again (one event loop). The second start's scans
+    still wait between retries, rather than giving up as if stopping."""
     provider = provider_for(ufm, pki, retries=1, retryBackoff="10ms", retryBackoffMax="20ms")
-    run_scans(provider, BASIC, lambda p, seen: bool(seen))
-    ufm.queue(PORTS, Canned(503))
-    provider.stats.scans = 0
-    run_scans(provider, BASIC, lambda p, seen: p.stats.scans >= 1 and not p.threads.alive, interval=5.0)
+
+    async def until(condition: Callable[[], bool]) -> None:
+        for _ in range(2000):
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"not reached: {provider.stats}")
+
+    async def go() -> None:
+        ctx = context(BASIC, interval=30.0)
+        events: asyncio.Queue[Any] = asyncio.Queue()
+        replies: asyncio.Queue[Any] = asyncio.Queue()
+        first = asyncio.create_task(provider.start(events, replies, ctx))
+        await until(lambda: not events.empty())
+        first.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+        await provider.stop()
+        ufm.queue(PORTS, Canned(503))
+        second = asyncio.create_task(provider.start(events, replies, ctx))
+        await until(lambda: provider.stats.scans == 2 and not provider.threads.alive and provider.threads.hung == 0)
+        ctx.stopping.set()
+        await second
+
+    asyncio.run(go())
     assert provider.stats.failures == 0, provider.stats.last_error
-    assert len(ufm.requests_for(PORTS)) == 3
+    assert len(ufm.requests_for(PORTS)) == 3  # the first scan's; then the 503 and its retry
