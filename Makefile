@@ -134,4 +134,4 @@ deploy:
 undeploy: $(STAMP)
 	$(KUBECTL) kustomize $(OVERLAY) | $(BIN)/python -c 'import sys, yaml; \
 	  print(yaml.safe_dump_all([d for d in yaml.safe_load_all(sys.stdin) if d and d["kind"] != "CustomResourceDefinition"]))' \
-	  | $(KUBECTL) delete --ignore-not-found -f -
+	  | $(KUBECTL) delete --ignore-not-found --wait=false -f -

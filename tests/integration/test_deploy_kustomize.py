@@ -402,3 +402,33 @@ def test_optional_components_apply(plane: LocalControlPlane, overlays: str, tmp_
                                        name="volcano-controller-configmap"))  # fmt: skip
     assert not allowed(plane, token, Check("get", "configmaps", namespace="volcano-system", name="other"))
     assert not allowed(plane, token, Check("get", "secrets", namespace="volcano-system"))
+
+
+def test_make_deploy_sets_the_image_and_undeploy_keeps_the_crd(plane: LocalControlPlane, overlays: str) -> None:
+    def make(*args: str) -> None:
+        # -o: never reinstall the venv from here; KUBECTL talks to this test's control plane.
+        command = ["make", "-o", ".venv/.installed", *args, f"KUBECTL={KUBECTL} --kubeconfig {plane.kubeconfig}"]
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    make("deploy", "IMAGE=registry.example.com/infra/volcano-topology", "TAG=dev")
+    status, deployment = plane.request("GET", f"/apis/apps/v1/namespaces/{NS}/deployments/volcano-topology")
+    assert status == 200
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "registry.example.com/infra/volcano-topology:dev"
+    )
+    make("undeploy", "OVERLAY=deploy/overlays/ufm")
+    gone = [
+        f"/apis/apps/v1/namespaces/{NS}/deployments/volcano-topology",
+        "/apis/rbac.authorization.k8s.io/v1/clusterroles/volcano-topology",
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/volcano-topology",
+        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{NS}/roles/volcano-topology-credentials",
+    ]
+    for path in gone:
+        assert plane.request("GET", path)[0] == 404, path
+    assert (
+        plane.request("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/hypernodes.topology.volcano.sh")[
+            0
+        ]
+        == 200
+    )
