@@ -33,8 +33,7 @@ def provider_dir(target: Path) -> Path:
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: volcano-topology-test-providers\nVersion: 0.1\n")
     entry_points = [
         "[volcano_topology.providers]",
-        # "label": named like one of Volcano's built-in sources, for the coexistence tests.
-        *(f"{n} = static_provider:StaticProvider" for n in ("static", "static2", "label")),
+        *(f"{n} = static_provider:StaticProvider" for n in ("static", "static2")),
         "csv = csv_provider:CsvProvider",
         "nodes = nodes_provider:NodesProvider",
     ]

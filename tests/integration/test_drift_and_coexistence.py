@@ -129,8 +129,11 @@ def test_a_source_that_volcano_runs_is_not_run_here(
         except client.ApiException as exc:
             if exc.status != 409:
                 raise
+    # The real label provider, with a Node it would make a HyperNode of if it ran.
+    core.create_node({"metadata": {"name": "vc-label-n1", "labels": {"vc-test/rack": "r1"}}})
+    types = {"vcrack": [{"nodeLabel": "vc-test/rack"}, {"nodeLabel": "kubernetes.io/hostname"}]}
     entries = [
-        {"source": "label", "config": {"hypernodes": [static_leaf("vc-label-leaf", "n1")]}},
+        {"source": "label", "config": {"networkTopologyTypes": types}},
         {"source": "static", "config": {"hypernodes": [static_leaf("vc-static-leaf", "n2")]}},
     ]
     volcano_conf = {"volcano-controller.conf": write_config(tmp_path / "v.yaml", entries).read_text()}
@@ -145,7 +148,7 @@ def test_a_source_that_volcano_runs_is_not_run_here(
         operator.wait(lambda: "label" in operator.ready().get("errors", {}), what="a /readyz error about label")
         assert "Volcano's controller runs its built-in 'label'" in operator.ready()["errors"]["label"]
         time.sleep(1.5)
-        assert "vc-label-leaf" not in cluster_hypernodes(hypernode_api), "never written"
+        assert not cluster_hypernodes(hypernode_api, "label"), "never written"
         events = core.list_namespaced_event("volcano-system").items
         assert any(e.involved_object.name == name and "built-in 'label'" in e.message for e in events)
         assert "provider 'label' is not run" in operator.log.read_text()
@@ -154,9 +157,10 @@ def test_a_source_that_volcano_runs_is_not_run_here(
         own = write_config(tmp_path / "own.yaml", entries)
         second = launch(operators, control_plane, tmp_path, config=own, provider_path=providers, identity="own")
         second.wait(lambda: "label" in second.ready().get("errors", {}), what="a /readyz error about label")
-        assert "vc-label-leaf" not in cluster_hypernodes(hypernode_api)
+        assert not cluster_hypernodes(hypernode_api, "label")
     finally:
         core.delete_namespaced_config_map(name, "volcano-system")
+        core.delete_node("vc-label-n1")
 
 
 class ForeignWriter(threading.Thread):
