@@ -318,3 +318,13 @@ def test_bad_values_fail_at_install_naming_the_field(values: Doc, named: str, tm
     result = helm("template", NAME, str(CHART), "-f", str(values_file))
     assert result.returncode != 0
     assert named in result.stderr, result.stderr
+
+
+def test_make_test_builds_helm_before_pytest() -> None:
+    """A fresh machine has no helm: `make test` (what CI runs) must build it before any test starts."""
+    result = subprocess.run(["make", "-n", "-o", ".venv/.installed", "test"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)  # fmt: skip
+    lines = result.stdout.splitlines()
+    tools = next(i for i, line in enumerate(lines) if "volcano_topology.controlplane.tools" in line)
+    pytest_run = next(i for i, line in enumerate(lines) if "-m pytest" in line)
+    assert tools < pytest_run
