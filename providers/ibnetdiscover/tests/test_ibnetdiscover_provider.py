@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
 import logging
+import threading
 from pathlib import Path
 
 import pytest
@@ -58,7 +60,7 @@ async def test_a_bad_dump_keeps_the_last_good_topology(tmp_path: Path, director_
     await asyncio.to_thread(path.write_bytes, good)
     p = provider(file=str(path))
     events: asyncio.Queue = asyncio.Queue()  # type: ignore[type-arg]
-    ctx = ProviderContext("ibnetdiscover", logging.getLogger("t"), StaticCluster(), NoSecrets(), interval=0.05)  # type: ignore[arg-type]
+    ctx = ProviderContext("ibnetdiscover", logging.getLogger("t"), StaticCluster(), NoSecrets(), interval=0.05)
     task = asyncio.create_task(p.start(events, asyncio.Queue(), ctx))
     try:
         first = await asyncio.wait_for(events.get(), 60)
@@ -89,3 +91,36 @@ def test_command_source(tmp_path: Path, director_path: Path) -> None:
     fake.write_text(f'#!/bin/sh\nexec cat "{director_path}"\n')
     fake.chmod(0o755)
     assert len(provider(command=[str(fake)]).scan()) == 160
+
+
+async def test_url_source_with_the_secret_as_credentials(director_path: Path) -> None:
+    dump = await asyncio.to_thread(director_path.read_bytes)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            ok = self.headers.get("Authorization") == "Bearer s3cret"
+            body = dump if ok else b"no"
+            self.send_response(200 if ok else 401)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    p = provider(url=f"http://127.0.0.1:{server.server_address[1]}/ibnetdiscover.txt")
+    events: asyncio.Queue = asyncio.Queue()  # type: ignore[type-arg]
+    ctx = ProviderContext(
+        "ibnetdiscover", logging.getLogger("t"), StaticCluster(), NoSecrets(), credentials={"token": b"s3cret\n"}
+    )
+    task = asyncio.create_task(p.start(events, asyncio.Queue(), ctx))
+    try:
+        snapshot = await asyncio.wait_for(events.get(), 60)
+        assert len(snapshot.hypernodes) == 160
+    finally:
+        ctx.stopping.set()
+        await asyncio.wait_for(task, 30)
+        await asyncio.to_thread(server.shutdown)
+        server.server_close()
