@@ -111,6 +111,15 @@ def test_the_operator_runs_it_with_the_secret_of_its_configuration(
                 lambda: operator.metric("volcano_topology_provider_unmapped_hosts", provider="ufm") == 1,
                 what="the unmapped host counted",
             )
+            ufm.set(PORTS, Canned(200, b"<html><body>Service Unavailable</body></html>", {"Content-Type": "text/html"}))
+            operator.wait(
+                lambda: (
+                    operator.metric("volcano_topology_scan_failures_total", provider="ufm") >= 2
+                    and operator.metric("volcano_topology_provider_scan_failures", provider="ufm") >= 2
+                ),
+                what="refused scans counted",
+            )
+            assert len(ufm_objects(api)) == 3  # the HTML answer deleted nothing
         finally:
             code = operator.stop(signal.SIGTERM)
         log = operator.log.read_text()
@@ -123,5 +132,6 @@ def test_the_operator_runs_it_with_the_secret_of_its_configuration(
     ]
     assert code == 0
     assert "BAD_HOST" in log and "not mapped to a node name" in log
+    assert "UFM answered an HTML page" in log
     assert PASSWORD not in log
     assert {s.authorization for s in ufm.seen} == {"Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
