@@ -75,8 +75,13 @@ def test_the_director_fabric_builds_a_strict_tree_of_every_tier() -> None:
                 homes[member.selector.exact_match.name].append(hn.name)
     assert sorted(homes) == sorted(h.lower() for h in named)
     assert all(len(v) == 1 for v in homes.values())  # 8 rails per host, one leaf each
-    tiers = sorted({h.spec.tier for h in hypernodes.values() if h.spec})
-    assert tiers == [1, 2]  # leaves under the directors, whose 60 ASICs each are one system, joined
+    by_tier: dict[int, list[str]] = defaultdict(list)
+    for name, hn in sorted(hypernodes.items()):
+        by_tier[hn.spec.tier if hn.spec else 0].append(name)
+    assert sorted(by_tier) == [1, 2]  # leaves under the directors, whose 60 ASICs each are one system
+    assert len(by_tier[1]) == 151
+    (top,) = by_tier[2]
+    assert "-x4-" in top  # the four director chassis, joined (every leaf is cabled to all four)
     # Six leaves have no host port at all: left out, never mistaken for a third tier above the directors.
     assert len(built.hostless) == 6
 
