@@ -148,7 +148,8 @@ def test_noise_outside_blocks_is_tolerated_and_listed() -> None:
 @pytest.mark.parametrize(
     ("number", "text", "line", "message"),
     [
-        (10, '[1]	"H-0000000000000010"[1](10)	# "host1 mlx5_0" lid 10 4xHD', 10, "cut short"),
+        (10, '[1]	"H-0000000000000010"[1](10)	# "host1 mlx5_0" lid 10 4x', 10, "cut short"),
+        (10, '[1]	"H-0000000000000010"[1](10)	# "host1 mlx5_0"', 10, "cut short"),
         (10, '[1]	"H-00000000000000', 10, "malformed port line"),
         (10, '[9]	"H-0000000000000010"[1](10)	# "host1 mlx5_0" lid 10 4xHDR', 10, "outside 1..3"),
         (11, '[1]	"H-0000000000000011"[1](11)	# "x" lid 11 4xHDR', 11, "listed twice"),
@@ -293,3 +294,12 @@ def test_a_block_without_ports_is_fatal() -> None:
         parse("\n".join(lines))
     assert (17, "the ca at line 17 lists no port (truncated?)") in caught.value.problems
     assert caught.value.line == 10  # the switch's port 1 is not listed back either
+
+
+def test_only_a_last_line_without_newline_needs_a_known_speed() -> None:
+    newer = SMALL.replace('"host1 mlx5_0" lid 10 4xHDR', '"host1 mlx5_0" lid 10 4xGDR')
+    assert parse(newer).nodes["0000000000000001"].links[1].peer == "0000000000000010"
+    whole = SMALL.rstrip("\n")
+    assert parse(whole).nodes.keys() == parse(SMALL).nodes.keys()
+    line, error = fails_at(whole[:-1])  # "4xHDR" cut to "4xHD"
+    assert line == 24 and "cut short" in error

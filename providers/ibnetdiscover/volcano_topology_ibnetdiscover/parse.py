@@ -47,9 +47,11 @@ _PORT = re.compile(
     r'"([SHR])-([0-9a-fA-F]{1,16})"\[(\d+)\](?:\[ext \d+\])?\s*(?:\([0-9a-fA-F]{1,16}\))?\s*'  # the peer
     r"#(.*)"
 )
-# Every port line ends with the peer's LID and the link's width and speed ("lid 3894 4xHDR"): a
-# line cut short by truncation (file ending mid-line) lacks it.
-_LINK_TAIL = re.compile(r"\blid \d+ (?:\d+x|\?+)(?:SDR|DDR|QDR|FDR10|FDR|EDR|HDR|NDR|XDR|\?+|undefined)(?=\s|$)")
+# Every port line ends with the peer's LID and the link's width and speed ("lid 3894 4xHDR"). Only the
+# last line of a text that does not end in a newline can be cut short (by truncation), so only there
+# must the speed be one known in full: "4xHD" is "4xHDR" cut; elsewhere a speed newer than this list passes.
+_LINK_TAIL = re.compile(r"\blid \d+ (?:\d+x|\?+)\S+")
+_LINK_TAIL_WHOLE = re.compile(r"\blid \d+ (?:\d+x|\?+)(?:SDR|DDR|QDR|FDR10|FDR|EDR|HDR|NDR|XDR|\?+|undefined)(?=\s|$)")
 
 MAX_SHOWN = 10  # problems spelled out in a ParseError's message (all are in .problems)
 
@@ -121,7 +123,8 @@ def parse(text: str) -> Fabric:
     Fatal (the dump is truncated, spliced or not ibnetdiscover output):
 
     - a malformed node line (``Switch``/``Ca``/``Rt``), port line (``[N]...``) or header value;
-    - a port line that is not inside a node block, or that is cut short (no ``lid N <width><speed>``);
+    - a port line that is not inside a node block, or that is cut short (no ``lid N <width><speed>``;
+      on the last line of a text without a final newline, the speed must be a known one, ``HDR`` not ``HD``);
     - a port number outside ``1..N`` of its node's ``[N]`` port count, or listed twice in one block;
     - a header (``vendid=``...) not followed by its node line (also at the end of the file), or whose
       ``switchguid``/``caguid``/``rtguid`` is not the GUID of the node line that follows;
@@ -140,6 +143,7 @@ def parse(text: str) -> Fabric:
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the newline that ends the last line does not start another
+    maybe_cut = 0 if text.endswith("\n") else len(lines)  # the number of a last line that may be cut short
     nodes: dict[str, Node] = {}
     ignored: list[int] = []
     header: dict[str, str] = {}
@@ -157,7 +161,7 @@ def parse(text: str) -> Fabric:
         if first == "[":
             if current is None:
                 raise ParseError([(number, "port line outside a node block")])
-            _port(current, line, number)
+            _port(current, line, number, number == maybe_cut)
             continue
         if first == "#":
             continue
@@ -213,12 +217,12 @@ def _node(line: str, number: int, header: dict[str, str], nodes: dict[str, Node]
     return node
 
 
-def _port(node: Node, line: str, number: int) -> None:
+def _port(node: Node, line: str, number: int, last: bool) -> None:
     found = _PORT.match(line)
     if found is None:
         raise ParseError([(number, 'malformed port line: expected e.g. [1] "S-<guid>"[2] # ... lid N 4xHDR')])
     port_text, letter, peer_hex, peer_port_text, rest = found.groups()
-    if not _LINK_TAIL.search(rest, rest.rfind('"') + 1):
+    if not (_LINK_TAIL_WHOLE if last else _LINK_TAIL).search(rest, rest.rfind('"') + 1):
         raise ParseError([(number, "port line is cut short: no 'lid N <width><speed>' at its end (truncated?)")])
     port, peer_port = int(port_text), int(peer_port_text)
     if not 1 <= port <= node.ports:
