@@ -212,8 +212,10 @@ def test_switch_ids_fit_with_the_prefix() -> None:
     from volcano_topology_ufm.parse import System
 
     long = System("00000000000000aa", "X" * 80, "switch")
-    ids = switch_ids({long.guid: long}, "prefix-")
-    assert len("prefix-" + ids[long.guid]) <= 63
+    nameless = System("00000000000000bb", "___", "switch")
+    ids = switch_ids({long.guid: long, nameless.guid: nameless}, "prefix-")
+    assert len("prefix-" + ids[long.guid]) <= 63 and ids[long.guid].startswith("xxxx")
+    assert ids[nameless.guid].startswith("switch-")
 
 
 def _shuffled(answers: UFMAnswers, seed: int) -> UFMAnswers:

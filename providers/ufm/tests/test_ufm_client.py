@@ -117,6 +117,14 @@ def test_insecure_skip_verify_connects_without_verifying(ufm: FakeUFM) -> None:
     assert get_ports(client_for(ufm, insecureSkipVerify=True))
 
 
+def test_api_prefix_and_an_endpoint_path_make_the_url() -> None:
+    settings = UFMSettings(endpoint="https://gw.example.com/ufm/", apiPrefix="custom/rest/")
+    client = UFMClient(settings)
+    assert client.url(make_auth(settings, BASIC), PORTS) == "https://gw.example.com/ufm/custom/rest/resources/ports"
+    plain = UFMSettings(endpoint="ufm")
+    assert UFMClient(plain).url(make_auth(plain, TOKEN_CREDS), PORTS) == "https://ufm/ufmRestV3/resources/ports"
+
+
 def test_an_endpoint_without_scheme_is_https() -> None:
     assert UFMSettings(endpoint="ufm.example.com:8443/").base_url == "https://ufm.example.com:8443"
     assert UFMSettings(endpoint="http://10.0.0.1/proxy/").base_url == "http://10.0.0.1/proxy"
@@ -133,9 +141,9 @@ def test_500_is_retried_then_reported(ufm: FakeUFM, pki: Pki) -> None:
 
 
 def test_transient_errors_then_success(ufm: FakeUFM, pki: Pki) -> None:
-    ufm.queue(PORTS, Canned(502), Canned(503, headers={"Retry-After": "0"}), Canned(429))
-    assert get_ports(client_for(ufm, pki, retries=3))
-    assert len(ufm.seen) == 4
+    ufm.queue(PORTS, Canned(502), Canned(503, headers={"Retry-After": "0"}), Canned(429), Canned(504))
+    assert get_ports(client_for(ufm, pki, retries=4))
+    assert len(ufm.seen) == 5
 
 
 def test_retry_after_is_a_floor_up_to_the_maximum_backoff() -> None:
