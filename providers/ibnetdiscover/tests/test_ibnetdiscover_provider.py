@@ -124,3 +124,20 @@ async def test_url_source_with_the_secret_as_credentials(director_path: Path) ->
         await asyncio.wait_for(task, 30)
         await asyncio.to_thread(server.shutdown)
         server.server_close()
+
+
+def test_stats_prints_the_shape_of_the_dump(director_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from volcano_topology_ibnetdiscover.stats import main
+
+    assert main([str(director_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "400 switches, 2328 HCAs, 17446 port lines; noise lines ignored: 1, 33821"
+    assert "  distance 2: 86 switches (6 left out: leaves without hosts)" in out
+    assert "    cables per switch: hca=0 down=20 same=0 up=0 x6; hca=0 down=40 same=0 up=0 x80" in out
+    assert out[-3:] == [
+        "  tier 1 (leaf): 151; members: 1 x26; 2 x123; 4 x2",
+        "  tier 2 (spine): 8; members: 17 x1; 18 x2; 19 x2; 20 x3",
+        "  tier 3 (core): 1; members: 8 x1",
+    ]
+    assert main([str(director_path), "--node-names", '{"exclude": [".*ufm"]}']) == 0
+    assert "  tier 1 (leaf): 153; members: 1 x28; 2 x125" in capsys.readouterr().out
