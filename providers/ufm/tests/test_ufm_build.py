@@ -275,6 +275,14 @@ def test_fields_missing_or_spelled_otherwise_are_read_from_their_fallbacks() -> 
     assert hypernodes(wrapped).keys() == reference.keys()
 
 
+def test_a_switch_found_by_name_even_when_a_host_has_the_same_name() -> None:
+    answers = to_ufm(two_tier(leaves=1, spines=1, hosts=1))
+    for port in answers.ports:
+        port.pop("peer_guid"), port.pop("peer_node_guid")
+    answers.systems.append({"guid": "00000000000000ee", "system_name": "LEAF-0", "type": "host"})
+    assert member_names(hypernodes(answers)["leaf-0"]) == ["gpu-000"]
+
+
 def test_host_name_from_the_node_description_when_nothing_else_names_it() -> None:
     answers = to_ufm(two_tier(leaves=1, spines=1, hosts=1))
     for port in answers.ports:

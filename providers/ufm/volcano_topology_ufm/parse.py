@@ -141,13 +141,14 @@ class Systems:
                 if isinstance(port, str) and (alias := _guid(port.rsplit("_", 1)[0])):
                     self.aliases.setdefault(alias, guid)
 
-    def find(self, guid: Any = None, name: str | None = None) -> System | None:
-        """The system with this GUID (or alias), else the one system with this name."""
+    def find(self, guid: Any = None, name: str | None = None, kind: Kind | None = None) -> System | None:
+        """The system with this GUID (or alias), else the one system (of ``kind``, if given) with this name."""
         if (key := _guid(guid)) is not None and (found := self.aliases.get(key)) is not None:
             return self.by_guid[found]
-        if name is not None and len(self.by_name.get(name, ())) == 1:
-            return self.by_name[name][0]
-        return None
+        named = self.by_name.get(name, []) if name is not None else []
+        if kind is not None and len(named) > 1:
+            named = [s for s in named if s.kind == kind]  # a host named like its switch: the switch
+        return named[0] if len(named) == 1 else None
 
     @property
     def switches(self) -> dict[str, System]:
@@ -196,7 +197,7 @@ def parse_fabric(ports: Any, links: Any, systems: Any) -> Fabric:
         if _guid(peer_guid) is None and peer_name is None:
             fabric.skipped["host port without a peer (not cabled, or down)"] += 1
             continue
-        peer = index.find(peer_guid, peer_name)
+        peer = index.find(peer_guid, peer_name, "switch")
         if peer is None:
             what = host or _text(item, "node_description") or "a host port"
             fabric.unknown_peers.setdefault(what, set()).add(peer_name or str(_guid(peer_guid)))
@@ -226,7 +227,7 @@ def parse_fabric(ports: Any, links: Any, systems: Any) -> Fabric:
 def _link_end(item: Mapping[str, Any], side: str, systems: Systems) -> System | None:
     description = _text(item, f"{side}_port_node_description")
     name = description.rsplit(":", 1)[0] if description and ":" in description else description
-    return systems.find(item.get(f"{side}_guid"), name)
+    return systems.find(item.get(f"{side}_guid"), name, "switch")
 
 
 def check_complete(fabric: Fabric) -> None:
