@@ -24,6 +24,7 @@ class Flag:
 
     name: str | None
     message: str
+    fatal: bool = False  # breaks the tree itself (two parents, a node in two leaves, ...): exports refuse it
 
 
 @dataclass
@@ -171,8 +172,10 @@ class Topology:
         return seen
 
     def _problems(self) -> list[Flag]:
-        flags = [Flag(p.name, p.message) for p in tree_problems(self.hypernodes)]
-        flags += [Flag(p.name, f"orphaned member: {p.message}") for p in missing_member_problems(self.hypernodes)]
+        flags = [Flag(p.name, p.message, fatal=True) for p in tree_problems(self.hypernodes)]
+        flags += [
+            Flag(p.name, f"orphaned member: {p.message}", fatal=True) for p in missing_member_problems(self.hypernodes)
+        ]
         tiers = self.tiers()
         top = tiers[0] if tiers else None
         for name in self.roots:

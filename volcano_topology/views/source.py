@@ -25,7 +25,9 @@ def parse_objects(text: str, label: str = "input") -> tuple[dict[str, HyperNode]
     Node objects in the input (``kubectl get nodes -o yaml`` appended) make the Nodes known.
     """
     try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+        # libyaml's loader when PyYAML has it: ten times faster on a 16k-node fabric's discover output
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        documents = [d for d in yaml.load_all(text, Loader=loader) if d is not None]
     except yaml.YAMLError as exc:
         raise ViewInputError(f"{label}: not valid YAML or JSON: {exc}") from exc
     hypernodes: dict[str, HyperNode] = {}
