@@ -32,6 +32,7 @@ class IBNetDiscoverProvider(ScanningProvider):
         self.layout: Layout | None = None  # of the last good scan
         self.fabric: Fabric | None = None
         self.hypernode_count = 0
+        self.tiers = 0
         self._credentials: Mapping[str, bytes] = {}
         self._logger = logging.getLogger(__name__)
         self._reported: tuple[object, ...] | None = None
@@ -59,6 +60,7 @@ class IBNetDiscoverProvider(ScanningProvider):
         found = layout(fabric, self.settings.node_names, self.settings.options())
         hypernodes = found.tree.build()
         self.fabric, self.layout, self.hypernode_count = fabric, found, len(hypernodes)
+        self.tiers = max((h.spec.tier for h in hypernodes if h.spec is not None), default=0)
         self._report(found, fabric)
         return hypernodes
 
@@ -66,7 +68,8 @@ class IBNetDiscoverProvider(ScanningProvider):
         found = self.layout
         if found is None:
             return {}
-        return {**found.gauges(), "hypernodes": float(self.hypernode_count)}
+        # Tiers as written: a top switch with no node below it makes no HyperNode.
+        return {**found.gauges(), "hypernodes": float(self.hypernode_count), "tiers": float(self.tiers)}
 
     def _report(self, found: Layout, fabric: Fabric) -> None:
         """Log what was left out, once each time it changes (not at every scan)."""
