@@ -120,13 +120,14 @@ def test_director_names_are_stable_across_reordered_blocks(director_text: str) -
         assert dumped(build(parse(text), NodeNameMapping()).build()) == expected
 
 
-def test_director_tiers_come_from_the_graph_not_the_names(director: Fabric) -> None:
+def test_director_tiers_come_from_the_graph_not_the_names(director: Fabric, director_text: str) -> None:
     """Switch descriptions scrambled: the same tree shape, only the names differ."""
     expected = build(director, NodeNameMapping()).build()
     rng = random.Random(3)
-    for node in director.switches:
+    renamed = parse(director_text)  # a copy of its own: the module's fabric stays as parsed
+    for node in renamed.switches:
         node.description = f"MF0;sw{rng.randrange(1 << 30):x}:QM/U1"
-    scrambled = build(director, NodeNameMapping()).build()
+    scrambled = build(renamed, NodeNameMapping()).build()
     shape = [(h.spec.tier, len(h.spec.members)) for h in expected]
     assert sorted(shape) == sorted((h.spec.tier, len(h.spec.members)) for h in scrambled)
     leaves = {frozenset(members(h)) for h in expected if h.spec.tier == 1}
