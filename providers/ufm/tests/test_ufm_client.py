@@ -118,7 +118,7 @@ def test_insecure_skip_verify_connects_without_verifying(ufm: FakeUFM) -> None:
 
 
 def test_api_prefix_and_an_endpoint_path_make_the_url() -> None:
-    settings = UFMSettings(endpoint="https://gw.example.com/ufm/", apiPrefix="custom/rest/")
+    settings = UFMSettings(endpoint="https://gw.example.com/ufm/", api_prefix="custom/rest/")
     client = UFMClient(settings)
     assert client.url(make_auth(settings, BASIC), PORTS) == "https://gw.example.com/ufm/custom/rest/resources/ports"
     plain = UFMSettings(endpoint="ufm")
@@ -147,7 +147,7 @@ def test_transient_errors_then_success(ufm: FakeUFM, pki: Pki) -> None:
 
 
 def test_retry_after_is_a_floor_up_to_the_maximum_backoff() -> None:
-    client = UFMClient(UFMSettings(endpoint="ufm", retryBackoff=1, retryBackoffMax=10))
+    client = UFMClient(UFMSettings(endpoint="ufm", retry_backoff=1, retry_backoff_max=10))
     assert 1.0 <= client._backoff(1, None) <= 1.1
     assert 4.0 <= client._backoff(3, None) <= 4.4
     assert client._backoff(1, 5.0) == 5.0

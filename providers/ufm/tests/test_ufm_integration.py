@@ -70,7 +70,7 @@ def api(vt_control_plane: LocalControlPlane) -> Iterator[Any]:
     api_client: Any = kube.api_client(vt_control_plane.kubeconfig)
     yield api_client
     objects = client.CustomObjectsApi(api_client)
-    listed = objects.list_cluster_custom_object(
+    listed: Any = objects.list_cluster_custom_object(
         GROUP, VERSION, PLURAL, label_selector="volcano.sh/network-topology-source=ufm"
     )
     for item in listed["items"]:
@@ -82,7 +82,7 @@ def api(vt_control_plane: LocalControlPlane) -> Iterator[Any]:
 
 
 def ufm_objects(api: Any) -> dict[str, dict[str, Any]]:
-    listed = client.CustomObjectsApi(api).list_cluster_custom_object(
+    listed: Any = client.CustomObjectsApi(api).list_cluster_custom_object(
         GROUP, VERSION, PLURAL, label_selector="volcano.sh/network-topology-source=ufm"
     )
     return {item["metadata"]["name"]: item for item in listed["items"]}
@@ -93,11 +93,12 @@ def test_the_operator_runs_it_with_the_secret_of_its_configuration(
 ) -> None:
     model = rail_optimised(sus=2, rails=8, hosts=4)
     model.hosts["BAD_HOST"] = ["SU0-RAIL0"]  # not a valid node name: unmapped, counted
-    client.CoreV1Api(api).create_namespaced_secret("default", {
+    secret: Any = {
         "metadata": {"name": "ufm-credentials"},
         "data": {"username": base64.b64encode(USER.encode()).decode(),
                  "password": base64.b64encode(PASSWORD.encode()).decode()},
-    })  # fmt: skip
+    }  # fmt: skip
+    client.CoreV1Api(api).create_namespaced_secret("default", secret)
     with FakeUFM(to_ufm(model), cert=(pki.serving_cert, pki.serving_key)) as ufm:
         config = write_config(tmp_path / "config.yaml", [{
             "source": "ufm", "interval": "1s",

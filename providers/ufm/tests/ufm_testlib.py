@@ -208,7 +208,7 @@ class FakeUFM:
             self.serve(answers)
         server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         server.daemon_threads = True
-        server.block_on_close = False  # type: ignore[attr-defined]
+        server.block_on_close = False
         if cert is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(str(cert[0]), str(cert[1]))
