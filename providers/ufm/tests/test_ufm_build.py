@@ -400,3 +400,46 @@ def test_node_names_mapping_is_the_shared_one() -> None:
         json.loads(make_settings(nodeNames={"case": "preserve"}).model_dump_json(by_alias=True))["nodeNames"]["case"]
         == "preserve"
     )
+
+
+# -- whatever UFM sends, the pure step raises UFMDataError or TreeError, nothing else ------------------
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
+_keys = st.sampled_from([
+    "description", "system_name", "peer_node_name", "peer_guid", "peer_node_guid", "systemID", "tier", "guid",
+    "system_guid", "name", "type", "ports", "source_guid", "destination_guid", "node_description", "groups",
+    "source_port_node_description", "destination_port_node_description",
+])  # fmt: skip
+_element = st.dictionaries(_keys, _json | st.sampled_from(["Computer IB Port", "switch", "host", "LEAF-0", "1c34"]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    ports=st.lists(_element, max_size=6) | _json,
+    links=st.lists(_element, max_size=4) | _json,
+    systems=st.lists(_element, max_size=4) | _json,
+)
+def test_garbage_in_is_a_clear_error_or_a_tree(ports: Any, links: Any, systems: Any) -> None:
+    from volcano_topology.sdk.tree import TreeError
+
+    try:
+        fabric = parse_fabric(ports, links, systems)
+        check_complete(fabric)
+        built = build_tree(fabric, make_settings(allowIsolatedLeaves=True))
+        found = {h.name: h for h in built.tree.build()}
+    except (UFMDataError, TreeError):
+        return
+    assert_strict_tree(found)
+
+
+def test_garbage_mixed_into_a_real_answer_is_skipped() -> None:
+    answers = to_ufm(two_tier(leaves=2, spines=1, hosts=1))
+    reference = hypernodes(answers)
+    answers.ports += [None, 1, [], {"description": 5, "system_name": ["x"]}, {"tier": "1"}]  # type: ignore[list-item]
+    answers.links += [{"source_guid": {}, "destination_guid": None}, "x"]  # type: ignore[list-item]
+    answers.systems += [{"guid": True}, {"guid": "zz-not-hex"}, {"guid": 12, "type": 3}]
+    assert hypernodes(answers).keys() == reference.keys()
