@@ -170,6 +170,15 @@ def test_a_leaf_without_any_host_port_is_not_taken_for_a_core() -> None:
     assert sorted(by_tier({h.name: h for h in built.tree.build()})) == [1, 2]
 
 
+def test_the_cores_above_a_single_pod_are_left_out() -> None:
+    """They look exactly like leaves without hosts; the tree ends at the pod's spines."""
+    fabric = _fabric(to_ufm(fat_tree(pods=1, leaves=2, spines=2, cores=2, hosts=1)))
+    built = build_tree(fabric, make_settings())
+    assert built.hostless == ["CORE-0", "CORE-1"]
+    tiers = by_tier({h.name: h for h in built.tree.build()})
+    assert sorted(tiers) == [1, 2] and len(tiers[2]) == 1
+
+
 def test_a_leaf_whose_hosts_have_no_name_is_still_a_leaf() -> None:
     """Its hosts are skipped (counted), and it stays at tier 1 rather than rising above the spines."""
     model = two_tier(leaves=2, spines=1, hosts=1)

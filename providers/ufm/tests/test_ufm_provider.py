@@ -230,6 +230,7 @@ def loaded() -> LoadedProvider:
 
 def test_the_entry_point_is_installed() -> None:
     assert loaded().cls is UFMProvider
+    assert UFMProvider.interval == 600  # 10m unless the entry's interval says otherwise
 
 
 def test_volcano_config_keys_are_accepted() -> None:
