@@ -270,6 +270,8 @@ class Writer:
         self.channels: dict[str, ProviderChannel] = {}
         # Checked before every request that writes: the fence that keeps a deposed leader from writing.
         self.gate = gate or (lambda: True)
+        # The last LIST's objects, parsed: an object whose resourceVersion did not change is not validated again.
+        self._parsed: dict[str, tuple[str, Observed]] = {}
 
     def open(self, provider: str, transform: Transform | None = None) -> ProviderChannel:
         channel = ProviderChannel(
@@ -847,12 +849,22 @@ class Writer:
         async for attempt in self.settings.retry.retrying():
             with attempt:
                 items = await self.client.list()
-        observed = {o.name: o for o in map(Observed.from_dict, items)}
+        observed = {o.name: o for o in map(self._parse, items)}
+        for name in [n for n in self._parsed if n not in observed]:
+            del self._parsed[name]
         for name in channel.disowned if channel is not None else ():
             current = observed.get(name)
             if current is not None and current.owner == channel.name:  # type: ignore[union-attr]
                 observed[name] = dataclasses.replace(current, owner=None)
         return observed
+
+    def _parse(self, item: dict[str, Any]) -> Observed:
+        metadata = item.get("metadata") or {}
+        name, version = metadata.get("name", ""), metadata.get("resourceVersion", "")
+        cached = self._parsed.get(name)
+        if cached is None or cached[0] != version or not version:
+            cached = self._parsed[name] = (version, Observed.from_dict(item))
+        return cached[1]
 
     def _keep(self, channel: ProviderChannel, events: list[Event], *, retry: bool) -> None:
         """Keep ``events`` for the next batch; a claim stays held only while its event is still kept."""
