@@ -59,7 +59,8 @@ def test_director_tiers_and_figures(director: Fabric) -> None:
     ]  # fmt: skip
     assert found.gauges() == {
         "switches": 400, "leaf_switches": 154, "hosts": 280, "mapped_hosts": 280, "unmapped_hosts": 0,
-        "excluded_hosts": 0, "unnamed_hca_ports": 103, "hostless_leaf_switches": 6, "unreached_switches": 0,
+        "excluded_hosts": 0, "unnamed_hca_ports": 103, "ignored_hcas": 0, "hostless_leaf_switches": 6,
+        "unreached_switches": 0,
         "tiers": 3,
     }  # fmt: skip
     homes = leaf_homes(hypernodes)
@@ -179,6 +180,21 @@ def test_hostless_leaf_is_left_out_but_a_lone_top_is_not() -> None:
     # above *two* groups is not.
     three = fat_tree(pods=2, leaves_per_pod=1, spines_per_pod=1, cores=1)
     assert layout(three, NodeNameMapping()).hostless_leaves == []
+
+
+def test_sharp_aggregation_nodes_are_no_hosts() -> None:
+    """A SHARP aggregation node (an HCA inside every switch) must not make spines and cores look like leaves."""
+    plain = build(fat_tree(pods=2, cores=1), NodeNameMapping()).build()
+    fabric = fat_tree(pods=2, cores=1)
+    for index, switch in enumerate(list(fabric.switches)):
+        an = Node("ca", f"00000000aa{index:06x}", 1, "Mellanox Technologies Aggregation Node", 0)
+        fabric.nodes[an.guid] = an
+        switch.ports += 1
+        connect(switch, switch.ports, an, 1)
+    found = layout(fabric, NodeNameMapping())
+    assert found.ignored_hcas == len(fabric.switches) and found.gauges()["ignored_hcas"] == len(fabric.switches)
+    assert dumped(found.tree.build()) == dumped(plain)
+    assert found.unnamed == [] and found.mapped.unmapped == {}
 
 
 def test_switches_that_reach_no_leaf_are_left_out() -> None:

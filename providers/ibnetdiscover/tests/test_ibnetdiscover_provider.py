@@ -28,7 +28,8 @@ def test_scan_and_gauges(director_path: Path) -> None:
     assert len(hypernodes) == 160
     assert p.gauges() == {
         "switches": 400, "leaf_switches": 154, "hosts": 280, "mapped_hosts": 280, "unmapped_hosts": 0,
-        "excluded_hosts": 0, "unnamed_hca_ports": 103, "hostless_leaf_switches": 6, "unreached_switches": 0,
+        "excluded_hosts": 0, "unnamed_hca_ports": 103, "ignored_hcas": 0, "hostless_leaf_switches": 6,
+        "unreached_switches": 0,
         "tiers": 3, "hypernodes": 160,
     }  # fmt: skip
 

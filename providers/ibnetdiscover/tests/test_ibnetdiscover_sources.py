@@ -188,6 +188,7 @@ def test_settings_need_exactly_one_source() -> None:
         ({"file": "/x", "nodeNames": {"regex": "("}}, "nodeNames.regex"),
         ({"file": "/x", "nodeNames": {"template": "{rack}"}}, "nodeNames"),
         ({"file": "/x", "unnamedDescriptions": ["("]}, "unnamedDescriptions"),
+        ({"file": "/x", "ignoredDescriptions": ["("]}, "ignoredDescriptions"),
         ({"file": "/x", "tierNames": {"0": "x"}}, "tierNames"),
     ],
 )

@@ -2,7 +2,8 @@
 
 Tiers come from the cabling, never from switch names:
 
-1. **Leaves** are the switches with at least one HCA (``Ca``) cabled to them.
+1. **Leaves** are the switches with at least one HCA (``Ca``) cabled to them (not counting HCAs that
+   are no hosts, such as the SHARP aggregation node inside every switch).
 2. Every other switch gets its distance from the nearest leaf (breadth-first over switch-to-switch
    cables). A cable from distance ``d`` to ``d + 1`` is an uplink; cables between switches at the
    same distance (peer links) carry no hierarchy and are ignored. A switch's tier is ``d + 1``.
@@ -38,6 +39,9 @@ from volcano_topology_ibnetdiscover.parse import Fabric, Node
 
 # Node descriptions that name nothing: empty, the HCA firmware's default, an unmanaged switch's default.
 DEFAULT_UNNAMED = ("", r"MT\d+\s.*", r"(?i).*\bmellanox technologies")
+# HCAs that are no hosts: SHARP aggregation nodes sit inside switches, one on every switch, and would make
+# every switch look like a leaf.
+DEFAULT_IGNORED = (r"(?i).*\baggregation node\b.*",)
 DEFAULT_TIER_NAMES: Mapping[int, str] = {1: "leaf", 2: "spine", 3: "core"}
 
 # "MF0;<name>:<model>/<slot>/<unit>": Mellanox switches' NodeDescription.
@@ -49,6 +53,7 @@ class BuildOptions:
     name_prefix: str = ""
     tier_names: Mapping[int, str] = field(default_factory=lambda: dict(DEFAULT_TIER_NAMES))
     unnamed: tuple[str, ...] = DEFAULT_UNNAMED  # regexes (fullmatch) of descriptions that name nothing
+    ignored: tuple[str, ...] = DEFAULT_IGNORED  # regexes (fullmatch) of HCA descriptions that are no hosts
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ class Layout:
     mapped: MappedHosts
     unnamed: list[UnnamedHca]
     rails: list[list[str]]  # switch names declared rails of one another, one list per multi-leaf host set
+    ignored_hcas: int = 0  # HCAs left out as no hosts (``BuildOptions.ignored``)
 
     def gauges(self) -> dict[str, float]:
         tiers = {d + 1 for g, d in self.distance.items() if g not in self.hostless_leaves}
@@ -86,6 +92,7 @@ class Layout:
             "unmapped_hosts": float(len(self.mapped.unmapped)),
             "excluded_hosts": float(len(self.mapped.excluded)),
             "unnamed_hca_ports": float(len(self.unnamed)),
+            "ignored_hcas": float(self.ignored_hcas),
             "hostless_leaf_switches": float(len(self.hostless_leaves)),
             "unreached_switches": float(len(self.unreached)),
             "tiers": float(max(tiers, default=0)),
@@ -101,12 +108,18 @@ def layout(fabric: Fabric, mapping: NodeNameMapping, options: BuildOptions | Non
     """Derive tiers from the cabling, name switches, place mapped hosts (the module docstring says how)."""
     options = options or BuildOptions()
     unnamed_patterns = [re.compile(p) for p in options.unnamed]
+    ignored_patterns = [re.compile(p) for p in options.ignored]
+    hcas = {
+        n.guid: n
+        for n in fabric.nodes.values()
+        if n.kind == "ca" and not any(p.fullmatch(n.description.strip()) for p in ignored_patterns)
+    }
     switches = {n.guid: n for n in fabric.nodes.values() if n.kind == "switch"}
     neighbours: dict[str, set[str]] = {
         guid: {link.peer for link in node.links.values() if link.peer_kind == "switch" and link.peer != guid}
         for guid, node in switches.items()
     }
-    leaves = sorted(g for g, n in switches.items() if any(link.peer_kind == "ca" for link in n.links.values()))
+    leaves = sorted(g for g, n in switches.items() if any(link.peer in hcas for link in n.links.values()))
     distance = _distances(leaves, neighbours)
     hostless = _hostless_leaves(distance, neighbours)
     unreached = sorted(set(switches) - set(distance))
@@ -122,9 +135,7 @@ def layout(fabric: Fabric, mapping: NodeNameMapping, options: BuildOptions | Non
 
     homes_sets: dict[str, set[str]] = defaultdict(set)
     unnamed: list[UnnamedHca] = []
-    for ca in fabric.nodes.values():
-        if ca.kind != "ca":
-            continue
+    for ca in hcas.values():
         host = host_of(ca.description, unnamed_patterns)
         for link in ca.links.values():
             if link.peer_kind != "switch":
@@ -144,7 +155,8 @@ def layout(fabric: Fabric, mapping: NodeNameMapping, options: BuildOptions | Non
             tree.rails(*on)
             rails.append(on)
     unnamed.sort(key=lambda u: (u.switch, u.port, u.guid))
-    return Layout(tree, distance, names, leaves, sorted(hostless), unreached, homes, mapped, unnamed, rails)
+    ignored = sum(1 for n in fabric.nodes.values() if n.kind == "ca") - len(hcas)
+    return Layout(tree, distance, names, leaves, sorted(hostless), unreached, homes, mapped, unnamed, rails, ignored)
 
 
 def host_of(description: str, unnamed: Iterable[re.Pattern[str]]) -> str | None:

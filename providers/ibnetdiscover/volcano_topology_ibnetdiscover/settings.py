@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 from volcano_topology.sdk.hostnames import NodeNameMapping
-from volcano_topology_ibnetdiscover.build import DEFAULT_TIER_NAMES, DEFAULT_UNNAMED, BuildOptions
+from volcano_topology_ibnetdiscover.build import DEFAULT_IGNORED, DEFAULT_TIER_NAMES, DEFAULT_UNNAMED, BuildOptions
 
 _PREFIX = re.compile(r"[a-z0-9]([a-z0-9]|-(?!-))*")
 
@@ -38,6 +38,10 @@ class IBNetDiscoverSettings(BaseModel):
         default_factory=lambda: list(DEFAULT_UNNAMED),
         description="regexes (fullmatch) of node descriptions that name nothing (firmware defaults)",
     )
+    ignored_descriptions: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_IGNORED),
+        description="regexes (fullmatch) of HCA descriptions that are no hosts (SHARP aggregation nodes)",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:
@@ -62,14 +66,14 @@ class IBNetDiscoverSettings(BaseModel):
             raise ValueError(f"namePrefix {value!r}: lowercase letters, digits and single '-', starting alphanumeric")
         return value
 
-    @field_validator("unnamed_descriptions")
+    @field_validator("unnamed_descriptions", "ignored_descriptions")
     @classmethod
     def _patterns(cls, value: list[str]) -> list[str]:
         for pattern in value:
             try:
                 re.compile(pattern)
             except re.error as exc:
-                raise ValueError(f"unnamedDescriptions: not a valid regular expression {pattern!r}: {exc}") from exc
+                raise ValueError(f"not a valid regular expression {pattern!r}: {exc}") from exc
         return value
 
     @field_validator("tier_names")
@@ -81,4 +85,6 @@ class IBNetDiscoverSettings(BaseModel):
         return value
 
     def options(self) -> BuildOptions:
-        return BuildOptions(self.name_prefix, dict(self.tier_names), tuple(self.unnamed_descriptions))
+        return BuildOptions(
+            self.name_prefix, dict(self.tier_names), tuple(self.unnamed_descriptions), tuple(self.ignored_descriptions)
+        )
