@@ -125,7 +125,7 @@ class Operator:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
-            self.process.wait(30)
+            self.process.wait(15)  # the writer's drain (10 s) and some margin; this test is not about shutdown
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()

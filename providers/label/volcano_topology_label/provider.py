@@ -65,6 +65,7 @@ class LabelProvider(Provider):
                     continue  # the interval passed before the first sync: never build from a partial view
                 await self._publish(events, ctx)
         finally:
+            ctx.logger.info("stopped (%d snapshot(s) sent)", self.snapshots)
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
