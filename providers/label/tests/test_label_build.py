@@ -208,6 +208,11 @@ def test_bad_configuration_names_the_field(config: dict[str, Any], field: str, m
     assert field in str(raised.value) and message in str(raised.value)
 
 
+def test_defaults_are_the_documented_ones() -> None:
+    defaults = settings()
+    assert (defaults.missing_labels, defaults.debounce, defaults.max_delay) == ("skip", 1.0, 10.0)
+
+
 def test_durations_read_like_volcano_s() -> None:
     parsed = settings(debounce="500ms", maxDelay="1m")
     assert (parsed.debounce, parsed.max_delay) == (0.5, 60.0)
