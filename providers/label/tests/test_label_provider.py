@@ -189,3 +189,16 @@ async def test_it_rebuilds_every_interval_and_sends_an_empty_topology_too() -> N
         assert (await run.snapshot()).hypernodes == ()  # the operator's deletion guard decides what that means
         await until(lambda: run.provider.builds >= 3)  # no Node changed: the interval drove these
         assert run.events.empty()
+
+
+async def test_a_restart_sends_the_whole_topology_again_at_once() -> None:
+    async with running() as run:
+        await run.view.sync(cluster(10))
+        first = await run.snapshot()
+    ctx = ProviderContext("label", logging.getLogger("label-test"), run.view, NoSecrets(), interval=3600.0)
+    task = asyncio.create_task(run.provider.start(run.events, run.replies, ctx))  # the same instance, as the runner
+    try:
+        assert (await run.snapshot()).hypernodes == first.hypernodes
+    finally:
+        ctx.stopping.set()
+        await asyncio.wait_for(task, 5)

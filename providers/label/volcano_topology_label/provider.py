@@ -47,6 +47,8 @@ class LabelProvider(Provider):
         return self.last.gauges() if self.last is not None else {}
 
     async def start(self, events: asyncio.Queue[Event], replies: asyncio.Queue[Reply], ctx: ProviderContext) -> None:
+        # A (re)start sends the whole topology at once: after a failure, what was sent may not have been applied.
+        self.seen, self._sent = 0, None
         reader = asyncio.create_task(self._read_replies(replies, ctx))
         interval = ctx.interval or self.interval
         try:
