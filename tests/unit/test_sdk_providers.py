@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from tests.builders import leaf
+from volcano_topology.api import HyperNode
 from volcano_topology.provider import Event, EventType, ProviderContext, Reply
 from volcano_topology.runner import NoSecrets, StaticCluster
 from volcano_topology.sdk import LifecycleProvider, ScanningProvider, TreeBuilder, simple_provider
@@ -203,3 +204,29 @@ def test_the_cluster_view_of_nodes_is_live() -> None:
     index["gpu-0"] = {"rack": "a1"}
     assert view.nodes() == {"gpu-0": {"rack": "a1"}}
     assert StaticCluster({"n": {}}).nodes() == {"n": {}}, "a fixed mapping still works"
+
+
+def test_a_scanning_provider_can_be_started_again_under_another_event_loop() -> None:
+    class Once(ScanningProvider):
+        interval = 60.0
+
+        def scan(self) -> list[HyperNode]:
+            return []
+
+    provider = Once()
+
+    async def one_run() -> int:
+        events: asyncio.Queue[Event] = asyncio.Queue()
+        ctx = ProviderContext("once", logging.getLogger("once"), StaticCluster(), NoSecrets())
+        task = asyncio.create_task(provider.start(events, asyncio.Queue(), ctx))
+        await asyncio.wait_for(events.get(), 5)
+        provider.rescan()
+        await asyncio.sleep(0.1)
+        ctx.stopping.set()
+        provider.rescan()
+        await asyncio.wait_for(task, 5)
+        return provider.stats.scans
+
+    first = asyncio.run(one_run())
+    provider._sent = None
+    assert asyncio.run(one_run()) == first + 2, "the second loop's scans ran, and the rescan woke it"

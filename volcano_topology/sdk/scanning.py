@@ -168,6 +168,11 @@ class ScanningProvider(Provider):
 
     async def start(self, events: asyncio.Queue[Event], replies: asyncio.Queue[Reply], ctx: ProviderContext) -> None:
         interval = ctx.interval or self.interval
+        # A fresh Event for this event loop: one used on an earlier loop (a provider started again
+        # under another asyncio.run) is bound to that loop. A rescan() asked for meanwhile is kept.
+        pending, self._rescan = self._rescan.is_set(), asyncio.Event()
+        if pending:
+            self._rescan.set()
         reader = asyncio.create_task(self._read_replies(replies, ctx))
         try:
             while not ctx.stopping.is_set():
