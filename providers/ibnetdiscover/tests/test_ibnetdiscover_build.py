@@ -197,6 +197,25 @@ def test_sharp_aggregation_nodes_are_no_hosts() -> None:
     assert found.unnamed == [] and found.mapped.unmapped == {}
 
 
+def test_an_excluded_host_on_a_spine_leaves_it_a_spine() -> None:
+    plain = dumped(build(fat_tree(pods=2, cores=1), NodeNameMapping()).build())
+    fabric = fat_tree(pods=2, cores=1)
+    spine = next(n for n in fabric.switches if n.description.startswith("MF0;spine"))
+    core = next(n for n in fabric.switches if n.description.startswith("MF0;core"))
+    for switch, guid in ((spine, "00000000bb000001"), (core, "00000000bb000002")):
+        ufm = Node("ca", guid, 1, f"ufm-{guid[-1]} HCA-1", 0)
+        fabric.nodes[ufm.guid] = ufm
+        switch.ports += 1
+        connect(switch, switch.ports, ufm, 1)
+    found = layout(fabric, NodeNameMapping(exclude=["ufm-.*"]))
+    assert dumped(found.tree.build()) == plain
+    assert found.mapped.excluded == {"ufm-1", "ufm-2"}
+    # Not excluded, a host makes its switch a leaf: the spine's host is in a leaf of its own.
+    kept = by_name(build(fabric, NodeNameMapping()).build())
+    assert tree_problems(kept) == []
+    assert members(kept[found.names[spine.guid]]) == ["ufm-1"]
+
+
 def test_switches_that_reach_no_leaf_are_left_out() -> None:
     fabric = fat_tree(pods=1, leaves_per_pod=1, cores=0)
     a = Node("switch", "00000000000000a1", 3, "MF0;island-a:MQM8700/U1", 0)

@@ -119,7 +119,12 @@ def layout(fabric: Fabric, mapping: NodeNameMapping, options: BuildOptions | Non
         guid: {link.peer for link in node.links.values() if link.peer_kind == "switch" and link.peer != guid}
         for guid, node in switches.items()
     }
-    leaves = sorted(g for g, n in switches.items() if any(link.peer in hcas for link in n.links.values()))
+    mapper = mapping.mapper()
+    host_names = {guid: host_of(ca.description, unnamed_patterns) for guid, ca in hcas.items()}
+    # An excluded host (a management server, say) is as if it were not cabled: were it on a spine, that spine
+    # would otherwise become a leaf. An unnamed or unmapped host is a real host and makes its switch a leaf.
+    present = {g for g, host in host_names.items() if host is None or not mapper.excluded(host)}
+    leaves = sorted(g for g, n in switches.items() if any(link.peer in present for link in n.links.values()))
     distance = _distances(leaves, neighbours)
     hostless = _hostless_leaves(distance, neighbours)
     unreached = sorted(set(switches) - set(distance))
@@ -136,16 +141,18 @@ def layout(fabric: Fabric, mapping: NodeNameMapping, options: BuildOptions | Non
     homes_sets: dict[str, set[str]] = defaultdict(set)
     unnamed: list[UnnamedHca] = []
     for ca in hcas.values():
-        host = host_of(ca.description, unnamed_patterns)
+        host = host_names[ca.guid]
         for link in ca.links.values():
             if link.peer_kind != "switch":
                 continue  # cabled back to back to another HCA or a router: no switch, no place in the tree
             if host is None:
                 unnamed.append(UnnamedHca(ca.guid, ca.description, names[link.peer], link.peer_port))
-            else:
+            elif link.peer in names:  # else only excluded hosts are on that switch, and it reaches no leaf
                 homes_sets[host].add(link.peer)
+            else:
+                homes_sets.setdefault(host, set())  # still a host of the dump (an excluded one)
     homes = {host: sorted(leaves_of) for host, leaves_of in homes_sets.items()}
-    mapped = mapping.mapper().map_all(homes)
+    mapped = mapper.map_all(homes)
     rails: list[list[str]] = []
     for host, node_name in sorted(mapped.nodes.items()):
         on = sorted(names[g] for g in homes[host])
