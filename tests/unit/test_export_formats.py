@@ -5,6 +5,7 @@ DOT that parses, pictures that open."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import io
 import itertools
 import json
@@ -338,7 +339,8 @@ def test_cli_export_writes_each_format(
 ) -> None:
     source = tmp_path / "small.yaml"
     source.write_text(yaml.safe_dump_all([h.to_dict() for h in emulated("small-64").values()]))
-    for fmt in ("json", "dot", "slurm-tree", "slurm-yaml", "kueue", "node-labels", "svg", "png"):
+    pictures = ["png"] if importlib.util.find_spec("PIL") else []  # Pillow is an optional dependency
+    for fmt in ("json", "dot", "slurm-tree", "slurm-yaml", "kueue", "node-labels", "svg", *pictures):
         target = tmp_path / f"out.{fmt}"
         assert main(["export", "--format", fmt, str(source), "-o", str(target)]) == 0, capsys.readouterr().err
         assert target.stat().st_size > 100
@@ -355,8 +357,43 @@ def test_cli_export_writes_each_format(
 
 
 def test_cli_export_png_to_standard_output_when_piped() -> None:
+    pytest.importorskip("PIL")
     source = yaml.safe_dump_all([h.to_dict() for h in mixed().values()])
     done = subprocess.run([*CLI, "export", "-f", "png", "-"], input=source.encode(), capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(b"\x89PNG")
     assert done.stderr == b""  # no progress, no carriage returns, when piped
+
+
+def test_png_without_pillow_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "PIL", None)  # as if Pillow were not installed
+    scene = picture.layout(Topology.of(mixed()))
+    with pytest.raises(ExportError, match="--format png needs Pillow: pip install pillow"):
+        picture.png(scene)
+
+
+def test_progress_shows_on_a_terminal_only() -> None:
+    """stderr a terminal (a pty), stdout a pipe: the progress line is there; piped, it is not (checked above)."""
+    import os
+    import pty
+
+    source = yaml.safe_dump_all([h.to_dict() for h in mixed().values()])
+    controller, terminal = pty.openpty()
+    try:
+        done = subprocess.run([*CLI, "export", "-f", "svg", "-"], input=source.encode(), stdout=subprocess.PIPE,
+                              stderr=terminal, timeout=60)  # fmt: skip
+        os.close(terminal)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(controller)
+    assert done.returncode == 0
+    assert b"\rreading HyperNodes" in seen
+    assert done.stdout.startswith(b"<svg")

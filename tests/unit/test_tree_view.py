@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -219,3 +220,21 @@ def test_progress_writes_only_to_a_terminal() -> None:
     progress.done()
     assert "\rscanning 1/2" in terminal.getvalue()
     assert terminal.getvalue().endswith("\r")
+
+
+def test_the_documented_tree_example_is_what_tree_prints_today() -> None:
+    """docs/tree-example.txt (shown in the README) is `discover emulated small-64 | tree -`, kept current."""
+    from tests.unit.test_export_formats import emulated
+
+    documented = (Path(__file__).resolve().parents[2] / "docs" / "tree-example.txt").read_text()
+    assert render_tree(Topology.of(emulated("small-64"))) == documented
+
+
+def test_the_documented_picture_is_the_emulated_fabric() -> None:
+    image_module = pytest.importorskip("PIL.Image")
+    from tests.unit.test_export_formats import emulated
+    from volcano_topology.views import picture
+
+    path = Path(__file__).resolve().parents[2] / "docs" / "images" / "emulated-fabric.png"
+    scene = picture.layout(Topology.of(emulated("small-64")), title="emulated fabric (small-64)")
+    assert image_module.open(path).size == (scene.width, scene.height)
