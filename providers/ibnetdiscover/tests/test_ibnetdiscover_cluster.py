@@ -86,7 +86,12 @@ def test_the_readme_configmap_runs_in_the_operator(
     except client.ApiException as exc:
         if exc.status != 409:
             raise
-    core.create_namespaced_config_map(namespace, configmap)  # as `kubectl apply -f` would
+    try:  # as `kubectl apply -f` would: create, or replace what another test may have left
+        core.create_namespaced_config_map(namespace, configmap)
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
+        core.replace_namespaced_config_map(name, namespace, configmap)
     bin_dir = fake_ibnetdiscover(tmp_path / "bin", director_path)
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
     env.update(PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}", POD_NAMESPACE=namespace)
