@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 import threading
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
@@ -93,12 +94,22 @@ class NodeCache:
         log.warning("watching Nodes (names and labels)%s", f" for {why}" if why else "")
 
     def stop(self) -> None:
+        """Ask the watch thread to end; never blocks (the thread is a daemon, it cannot hold up exit)."""
         self._stop.set()
         with self._lock:
             response = self._response
-        if response is not None:
-            with contextlib.suppress(Exception):  # unblocks the thread's read
-                response.close()
+        # Closing the response would wait for the TLS lock the blocked read holds; shutting the
+        # socket down makes that read return at once instead.
+        sock = getattr(getattr(response, "connection", None), "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def stopped(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the watch thread to end (tests, orderly shutdown)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self._thread is None or not self._thread.is_alive()
 
     # -- the watch (thread side) -----------------------------------------------------
 

@@ -94,6 +94,16 @@ async def test_a_watch_the_server_ends_is_resumed_without_listing_again(
         cache.stop()
 
 
+async def test_stop_returns_at_once_and_ends_the_watch_thread(admin_api: client.ApiClient) -> None:
+    cache = NodeCache(admin_api)
+    cache.start()
+    await asyncio.wait_for(cache.changed(0), 20)
+    await asyncio.sleep(0.5)  # the thread is now blocked reading the watch stream
+    cache.stop()  # on the event loop: must not wait for the blocked read
+    assert await asyncio.to_thread(cache.stopped, 10), "the watch thread ended"
+    assert cache.errors == 0, "a stop is not a failure"
+
+
 async def _until(cache: NodeCache, condition: Callable[[], bool]) -> None:
     while not condition():
         await cache.changed(cache.generation)
