@@ -130,3 +130,28 @@ def test_the_deletion_guard_is_mentioned() -> None:
     cluster = {n: observed(leaf(n, f"n-{n}"), "mine") for n in ("a", "b", "c")}
     result = changes("mine", {"a": with_ownership(leaf("a", "n-a"), "mine")}, cluster)
     assert "the operator would refuse this: the snapshot would delete 2 of 3" in render_diff(result)
+
+
+def test_diff_shows_progress_on_a_terminal_only(control_plane: LocalControlPlane, faults: FaultProxy) -> None:
+    import os
+    import pty
+
+    controller, terminal = pty.openpty()
+    try:
+        command = [*CLI, "diff", "emulated", "--config", TINY, "--kubeconfig", str(control_plane.kubeconfig)]
+        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=terminal, timeout=120)
+        os.close(terminal)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(controller)
+    assert done.returncode == 1
+    assert b"\rdiscovering with emulated" in seen
+    assert b"\r" not in done.stdout
