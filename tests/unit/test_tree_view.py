@@ -55,7 +55,7 @@ def test_every_hypernode_appears_once_under_its_parent_with_tier_and_nodes() -> 
     assert lines[1] == "├── spine-0  (tier 2)"
     assert lines[2] == "│   ├── leaf-0-0  (tier 1; 4 nodes: n001, n002, n003, … n004)"
     assert "    └── leaf-1-2  (tier 1; 4 nodes: n021, n022, n023, … n024)" in lines
-    assert lines[-1] == "9 HyperNodes in 3 tiers (3: 1, 2: 2, 1: 6), 24 nodes; owner no owner"
+    assert lines[-1] == "9 HyperNodes in 3 tiers: 1 at tier 3, 2 at tier 2, 6 at tier 1; 24 nodes; no owner"
     assert len(lines) == 10
     assert "\x1b[" not in text
 
@@ -69,7 +69,7 @@ def test_tier_names_owners_and_synced_state_are_shown() -> None:
     text = render_tree(Topology.of(objects))
     assert text.splitlines()[0] == "core  (tier 3 core)  [ufm]"
     assert "leaf-0-1  (tier 1; 4 nodes: n005, n006, n007, … n008)  [labels]  ✗ not synced: SnapshotRejected" in text
-    assert text.splitlines()[-1].endswith("owner labels (1), ufm (3); Synced 3/4")
+    assert text.splitlines()[-1].endswith("owners labels (1), ufm (3); Synced 3/4")
     # one owner: named once, in the summary
     single = render_tree(Topology.of({n: owned(h, "ufm", synced=True) for n, h in fabric(1, 1).items()}))
     assert "[ufm]" not in single

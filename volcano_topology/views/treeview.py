@@ -91,14 +91,23 @@ def render_tree(view: Topology, options: TreeOptions | None = None) -> str:
 
 
 def summary(view: Topology) -> str:
-    """``11 HyperNodes in 3 tiers (3 core: 1, 2 spine: 2, 1 leaf: 8), 64 nodes; owner emulated; Synced 11/11``."""
+    """``11 HyperNodes in 3 tiers: 1 core (tier 3), 2 spine (tier 2), 8 leaf (tier 1); 64 nodes; owner emulated``.
+
+    Then ``Synced N/M`` when the objects carry the condition, and the number of problems if any.
+    """
     per_tier = Counter(view.tier(n) for n in view.hypernodes)
     names = view.tier_names()
-    tiers = ", ".join(f"{tier}{' ' + names[tier] if tier in names else ''}: {per_tier[tier]}" for tier in view.tiers())
+    tiers = ", ".join(
+        f"{per_tier[t]} {names[t]} (tier {t})" if t in names else f"{per_tier[t]} at tier {t}" for t in view.tiers()
+    )
     nodes = {node for found in view.direct_nodes.values() for node in found}
-    text = f"{len(view.hypernodes)} HyperNodes in {len(view.tiers())} tiers ({tiers}), {len(nodes)} nodes"
+    text = f"{len(view.hypernodes)} HyperNodes in {len(view.tiers())} tiers: {tiers}; {len(nodes)} nodes"
     owners = Counter(view.owner(n) or "no owner" for n in view.hypernodes)
-    text += "; owner " + ", ".join(f"{o}" if len(owners) == 1 else f"{o} ({c})" for o, c in sorted(owners.items()))
+    if len(owners) == 1:
+        (only,) = owners
+        text += "; no owner" if only == "no owner" else f"; owner {only}"
+    else:
+        text += "; owners " + ", ".join(f"{o} ({c})" for o, c in sorted(owners.items()))
     states = [s for n in view.hypernodes if (s := view.synced(n)) is not None]
     if states:
         text += f"; Synced {sum(ok for ok, _ in states)}/{len(view.hypernodes)}"
