@@ -238,3 +238,16 @@ def test_the_documented_picture_is_the_emulated_fabric() -> None:
     path = Path(__file__).resolve().parents[2] / "docs" / "images" / "emulated-fabric.png"
     scene = picture.layout(Topology.of(emulated("small-64")), title="emulated fabric (small-64)")
     assert image_module.open(path).size == (scene.width, scene.height)
+
+
+def test_owner_picks_one_providers_hypernodes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mine = [owned(h, "mine") for h in fabric(1, 1).values()]
+    theirs = [owned(leaf("other", "n9"), "theirs")]
+    source = tmp_path / "all.yaml"
+    source.write_text(yaml.safe_dump_all([h.to_dict() for h in [*mine, *theirs]]))
+    assert main(["tree", str(source), "--owner", "mine"]) == 0
+    out = capsys.readouterr().out
+    assert "other" not in out
+    assert out.splitlines()[-1].endswith("; owner mine")
+    assert main(["export", "-f", "slurm-tree", str(source), "--owner", "theirs"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == ["SwitchName=other Nodes=n9"]

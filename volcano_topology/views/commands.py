@@ -39,6 +39,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def _cluster_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig", help="kubeconfig of the cluster (default: $KUBECONFIG or ~/.kube/config)")
+    parser.add_argument("--owner", metavar="SOURCE", help="only the HyperNodes this provider (or Volcano source) owns")
     parser.add_argument(
         "--nodes",
         type=Path,
@@ -84,6 +85,9 @@ def load_input(args: argparse.Namespace) -> Any:
                 nodes = load_nodes(args.nodes.read_text())
             except DiscoveryError as exc:
                 raise ViewInputError(str(exc)) from exc
+    if args.owner is not None:
+        everything = Topology.of(hypernodes)
+        hypernodes = {n: h for n, h in hypernodes.items() if everything.owner(n) == args.owner}
     return Topology.of(hypernodes, nodes)
 
 
