@@ -102,6 +102,7 @@ def check_slurm_tree(switches: dict[str, dict[str, list[str]]], view: Topology, 
         reached.add(name)
         stack += switches[name]["switches"]
     assert reached == set(switches), "every switch reachable from a top switch"
+    assert all(s["switches"] or s["nodes"] for s in switches.values()), "no empty switch"
     for name, switch in switches.items():  # the same tree as the HyperNodes
         assert sorted(switch["switches"]) == view.children[name]
         assert sorted(switch["nodes"]) == sorted(host[n] for n in view.direct_nodes[name])
@@ -397,3 +398,13 @@ def test_progress_shows_on_a_terminal_only() -> None:
     assert done.returncode == 0
     assert b"\rreading HyperNodes" in seen
     assert done.stdout.startswith(b"<svg")
+
+
+def test_slurm_refuses_an_empty_switch_and_regex_members_need_the_nodes() -> None:
+    regex = {"type": "Node", "selector": {"regexMatch": {"pattern": "^gpu"}}}
+    rack = HyperNode.model_validate({"metadata": {"name": "rack"}, "spec": {"tier": 1, "members": [regex]}})
+    objects = {"rack": rack, "top": parent("top", "rack")}
+    with pytest.raises(ExportError, match=r"HyperNode rack has no nodes and no child HyperNodes.*--nodes"):
+        formats.slurm_tree(Topology.of(objects))
+    text = formats.slurm_tree(Topology.of(objects, {"gpu1": {}, "gpu2": {}, "cpu1": {}}))
+    assert "SwitchName=rack Nodes=gpu[1-2]" in text

@@ -11,8 +11,10 @@
   ``kubernetes.io/hostname`` lowest, plus the node labels its levels name.
 - ``dot``: Graphviz, one rank per tier; ``json``: the tree as data.
 
-Every export refuses a tree that breaks the scheduler's rules (a node in two leaves, two
-parents, a cycle, a member naming nothing): the error lists what is wrong.
+Every export but ``json`` (which lists them) refuses a tree that breaks the scheduler's rules
+(a node in two leaves, two parents, a cycle, a member naming nothing): the error lists what is
+wrong. The Slurm formats also refuse a HyperNode with neither nodes nor child HyperNodes (an
+empty switch, which Slurm does not accept).
 """
 
 from __future__ import annotations
@@ -107,6 +109,10 @@ class SlurmNames:
 def _switches(view: Topology, names: SlurmNames) -> list[tuple[str, list[str], list[str]]]:
     """(switch, child switches, Slurm host names) for each HyperNode, lowest tier first."""
     check_exportable(view)
+    empty = [n for n in sorted(view.hypernodes) if not view.children[n] and not view.direct_nodes[n]]
+    if empty:
+        hint = "" if view.nodes is not None else " (its members may select Nodes: give the cluster's with --nodes)"
+        raise ExportError(f"HyperNode {empty[0]} has no nodes and no child HyperNodes: an empty switch{hint}")
     hosts = names.map_all(sorted({n for found in view.direct_nodes.values() for n in found}))
     order = sorted(view.hypernodes, key=lambda n: (view.tier(n) or 0, n))
     return [(n, view.children[n], [hosts[node] for node in view.direct_nodes[n]]) for n in order]
