@@ -140,6 +140,35 @@ def test_a_spine_with_hosts_keeps_them_in_a_leaf_of_their_own() -> None:
     assert member_names(found["spine-0"]) == ["leaf-0", "leaf-1", "spine-0-hosts"]
 
 
+def test_the_ufm_servers_of_an_ha_pair_on_two_spines_get_leaves_of_their_own() -> None:
+    """Every leaf is cabled to both spines, and both spines have a host: the spines are not leaves, the leaves are."""
+    model = two_tier(leaves=2, spines=2, hosts=2)
+    model.hosts["UFM-A"] = ["SPINE-0"]
+    model.hosts["UFM-B"] = ["SPINE-1"]
+    found = hypernodes(to_ufm(model))
+    tiers = by_tier(found)
+    assert tiers[1] == ["leaf-0", "leaf-1", "spine-0-hosts", "spine-1-hosts"]
+    assert member_names(found["leaf-0"]) == ["gpu-000", "gpu-001"]
+    assert member_names(found["spine-1-hosts"]) == ["ufm-b"]
+    (spines,) = tiers[2]
+    assert member_names(found[spines]) == tiers[1]
+    assert_strict_tree(found)
+
+
+def test_non_leaf_switches_settles_what_the_cabling_cannot() -> None:
+    """Leaves and spines alike: one host each, cabled both ways. The spines named in nonLeafSwitches do not count
+    as leaves cabled to the leaves."""
+    model = two_tier(leaves=2, spines=2, hosts=1)
+    model.hosts["UFM-A"] = ["SPINE-0"]
+    model.hosts["UFM-B"] = ["SPINE-1"]
+    with pytest.raises(UFMDataError, match=r"no leaf switch: .*\(name the spines and cores with hosts in nonLeafSw"):
+        hypernodes(to_ufm(model))
+    found = hypernodes(to_ufm(model), nonLeafSwitches=["SPINE-.*"])
+    assert by_tier(found)[1] == ["leaf-0", "leaf-1", "spine-0-hosts", "spine-1-hosts"]
+    assert member_names(found["leaf-1"]) == ["gpu-100"]
+    assert_strict_tree(found)
+
+
 def test_non_leaf_switches_names_a_core_with_a_host() -> None:
     model = fat_tree(pods=2, leaves=1, spines=1, cores=1, hosts=1)
     model.hosts["UFM-SERVER"] = ["CORE-0"]

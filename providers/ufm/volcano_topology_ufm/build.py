@@ -3,8 +3,8 @@
 Pure. How the tree is made:
 
 - **Leaves** are the switches with host ports on them. A switch with hosts that is
-  also cabled to two or more other switches with hosts (a spine with storage or the UFM
-  server on it), or whose name matches ``nonLeafSwitches``, is not a leaf: its hosts go
+  also cabled to two or more leaves (a spine with storage or the UFM server on it; see
+  :func:`_non_leaf`), or whose name matches ``nonLeafSwitches``, is not a leaf: its hosts go
   into a leaf of their own under it, ``<switch>-hosts``.
 - **Tiers above** come from the links: each switch's distance (in cables) from the
   nearest leaf; a switch's uplinks are its neighbours one step further. Links between
@@ -95,15 +95,13 @@ def build_tree(fabric: Fabric, settings: UFMSettings, mapper: NodeNameMapper | N
         for guid in homes:
             on_switch[guid].add(host)
     with_hosts = fabric.host_switches | on_switch.keys()
-    forced = [re.compile(p) for p in settings.non_leaf_switches]
-    non_leaf = {
-        guid
-        for guid in with_hosts
-        if len(neighbours[guid] & with_hosts) >= 2 or any(p.fullmatch(switches[guid].name) for p in forced)
-    }
+    non_leaf = _non_leaf(with_hosts, neighbours, fabric, settings.non_leaf_switches, switches)
     leaves = sorted(with_hosts - non_leaf)
     if not leaves:
-        raise UFMDataError("no leaf switch: every switch with hosts is cabled to several others with hosts")
+        raise UFMDataError(
+            "no leaf switch: every switch with hosts is cabled to several others with hosts "
+            "(name the spines and cores with hosts in nonLeafSwitches)"
+        )
 
     distance = _distances(leaves, neighbours)
     hostless = _hostless_leaves(distance, neighbours)
@@ -146,6 +144,40 @@ def build_tree(fabric: Fabric, settings: UFMSettings, mapper: NodeNameMapper | N
         ignored_links=ignored,
         hostless=sorted(switches[g].name for g in hostless),
     )
+
+
+def _non_leaf(
+    with_hosts: set[str],
+    neighbours: Mapping[str, set[str]],
+    fabric: Fabric,
+    patterns: Iterable[str],
+    switches: Mapping[str, System],
+) -> set[str]:
+    """The switches with hosts that are not leaves: cabled to two or more leaves, or named in ``nonLeafSwitches``.
+
+    Which switches with hosts are leaves is what is being decided, so: a switch named in
+    ``nonLeafSwitches`` is never counted as a leaf neighbour; a switch cabled to two or more
+    switches with hosts that have no other such switch (plain leaves) is not a leaf; when
+    switches with hosts are cabled to each other both ways (the UFM servers of an HA pair on
+    two spines, each cabled to every leaf), the one with fewer host ports per cabled switch
+    is the spine: a leaf has many hosts and few uplinks, a spine few hosts and many downlinks.
+    """
+    compiled = [re.compile(p) for p in patterns]
+    forced = {g for g in with_hosts if any(p.fullmatch(switches[g].name) for p in compiled)}
+    hosted = with_hosts - forced
+    near = {g: neighbours.get(g, set()) & hosted for g in hosted}
+    candidates = {g for g in hosted if len(near[g]) >= 2}
+
+    def density(guid: str) -> float:
+        return fabric.host_ports.get(guid, 0) / max(1, len(neighbours.get(guid, ())))
+
+    found = set(forced)
+    for guid in candidates:
+        plain = near[guid] - candidates  # leaves whatever else is decided
+        denser = [other for other in near[guid] if density(other) >= density(guid)]
+        if len(plain) >= 2 or len(denser) >= 2:
+            found.add(guid)
+    return found
 
 
 def _distances(sources: Iterable[str], neighbours: Mapping[str, set[str]]) -> dict[str, int]:

@@ -49,6 +49,7 @@ class Fabric:
     switches: dict[str, System] = field(default_factory=dict)
     attachments: dict[str, set[str]] = field(default_factory=dict)  # host name -> switch GUIDs its ports reach
     host_switches: set[str] = field(default_factory=set)  # switches with host ports, named hosts or not
+    host_ports: Counter[str] = field(default_factory=Counter)  # switch GUID -> host ports on it, named or not
     edges: set[tuple[str, str]] = field(default_factory=set)  # switch GUID pairs, smaller first
     unknown_peers: dict[str, set[str]] = field(default_factory=dict)  # host -> switch references not in systems
     skipped: Counter[str] = field(default_factory=Counter)  # what was left out, and why
@@ -206,6 +207,7 @@ def parse_fabric(ports: Any, links: Any, systems: Any) -> Fabric:
             fabric.skipped["host port whose peer is not a switch"] += 1
             continue
         fabric.host_switches.add(peer.guid)  # a leaf even when none of its hosts has a name
+        fabric.host_ports[peer.guid] += 1
         if host is None:
             fabric.skipped["host port without a host name"] += 1
             continue
