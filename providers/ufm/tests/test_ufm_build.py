@@ -189,6 +189,14 @@ def test_cross_links_between_leaves_are_ignored() -> None:
     assert by_tier({h.name: h for h in built.tree.build()}) == {1: ["leaf-0", "leaf-1"], 2: ["spine-0"]}
 
 
+def test_leaves_cabled_in_a_ring_are_refused() -> None:
+    """README: a leaf cabled to two or more other leaves cannot be told from a spine with hosts."""
+    model = two_tier(leaves=3, spines=1, hosts=2)
+    model.cables += [("LEAF-0", "LEAF-1"), ("LEAF-1", "LEAF-2"), ("LEAF-0", "LEAF-2")]
+    with pytest.raises(UFMDataError, match="no leaf switch"):
+        hypernodes(to_ufm(model))
+
+
 def test_a_leaf_without_any_host_port_is_not_taken_for_a_core() -> None:
     model = two_tier(leaves=2, spines=2, hosts=1)
     model.switches.append("LEAF-EMPTY")

@@ -61,3 +61,27 @@ def test_discover_fails_clearly_on_a_partial_answer_without_leaking(pki: Pki, tm
     assert failed.stdout == ""
     for secret in SECRETS:
         assert secret not in failed.stderr
+
+
+def test_discover_with_the_readme_example_says_how_to_give_it_credentials(pki: Pki, tmp_path: Path) -> None:
+    """The README's ConfigMap names a Secret, which an offline run cannot read: the error says what to do instead."""
+    from test_ufm_readme import block
+
+    entry = yaml.safe_load(block("example-configmap")["data"]["config.yaml"])["networkTopologyDiscovery"][0]
+    with FakeUFM(to_ufm(fat_tree(pods=1, leaves=2, spines=1, cores=1, hosts=1)),
+                 cert=(pki.serving_cert, pki.serving_key)) as ufm:  # fmt: skip
+        entry["config"].update(endpoint=ufm.endpoint, caBundle=str(pki.ca_cert), retries=0)
+        config = tmp_path / "ufm.yaml"
+        config.write_text(yaml.safe_dump({"networkTopologyDiscovery": [entry]}))
+        failed = run("discover", "ufm", "--config", str(config), "-o", "tree")
+        secret = tmp_path / "secret"
+        secret.mkdir()
+        (secret / "username").write_text(USER)
+        (secret / "password").write_text(PASSWORD)
+        entry["config"]["credentialsDir"] = str(secret)
+        config.write_text(yaml.safe_dump({"networkTopologyDiscovery": [entry]}))
+        done = run("discover", "ufm", "--config", str(config), "-o", "tree")
+    assert failed.returncode == 1
+    assert "`volcano-topology discover` reads no Secret: there, set credentialsDir" in failed.stderr
+    assert done.returncode == 0, done.stderr
+    assert "leaf-p0-0" in done.stdout

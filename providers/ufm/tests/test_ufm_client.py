@@ -69,6 +69,8 @@ def test_missing_credentials_say_which_keys_are_needed() -> None:
     settings = UFMSettings(endpoint="ufm")
     with pytest.raises(MissingCredentials, match="keys 'username' and 'password', or 'token'"):
         make_auth(settings, {"username": b"only-a-user"})
+    with pytest.raises(MissingCredentials, match="credentialsDir has no non-empty files 'username' and 'password'"):
+        make_auth(UFMSettings(endpoint="ufm", credentials_dir="/nowhere"), {"password": b"  \n"})
     with pytest.raises(MissingCredentials, match="no key 'token'"):
         make_auth(UFMSettings(endpoint="ufm", authentication="token"), BASIC)
 

@@ -89,7 +89,7 @@ def test_wrong_ca_fails_the_scan(ufm: FakeUFM, other_pki: Pki) -> None:
 def test_no_credentials_fail_the_scan_clearly(ufm: FakeUFM, pki: Pki) -> None:
     event, error = first_outcome(provider_for(ufm, pki), {})
     assert event is None and error is not None
-    assert "no UFM credentials: credentials.secretRef must name a Secret with keys" in error
+    assert "no UFM credentials: the Secret of credentials.secretRef needs keys 'username' and 'password'" in error
     assert ufm.seen == []
 
 

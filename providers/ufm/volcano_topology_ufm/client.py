@@ -96,9 +96,13 @@ def make_auth(settings: UFMSettings, credentials: Mapping[str, bytes]) -> Auth:
             raise MissingCredentials("authentication is token, but the credentials have no key 'token'")
         return Auth("token", f"Basic {token}", settings.api_prefix or "/ufmRestV3")
     if not username or not password:
+        keys = "'username' and 'password', or 'token'"
+        if settings.credentials_dir:
+            raise MissingCredentials(f"no UFM credentials: credentialsDir has no non-empty files {keys}")
         raise MissingCredentials(
-            "no UFM credentials: credentials.secretRef must name a Secret with keys 'username' and 'password', "
-            "or 'token'" + (" (or set credentialsDir)" if not settings.credentials_dir else "")
+            f"no UFM credentials: the Secret of credentials.secretRef needs keys {keys}; "
+            "`volcano-topology discover` reads no Secret: there, set credentialsDir to a directory with those "
+            "keys as files"
         )
     basic = base64.b64encode(f"{username}:{password}".encode()).decode()
     return Auth("basic", f"Basic {basic}", settings.api_prefix or "/ufmRest")
