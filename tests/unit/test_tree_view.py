@@ -251,3 +251,37 @@ def test_owner_picks_one_providers_hypernodes(tmp_path: Path, capsys: pytest.Cap
     assert out.splitlines()[-1].endswith("; owner mine")
     assert main(["export", "-f", "slurm-tree", str(source), "--owner", "theirs"]) == 0
     assert capsys.readouterr().out.splitlines()[1:] == ["SwitchName=other Nodes=n9"]
+
+
+def _on_a_terminal(args: list[str], stdin: str) -> tuple[int, bytes]:
+    """Run the CLI with standard output and error on a pseudo-terminal; what it printed there."""
+    import os
+    import pty
+
+    controller, terminal = pty.openpty()
+    try:
+        done = subprocess.run([*CLI, *args], input=stdin.encode(), stdout=terminal, stderr=terminal, timeout=60,
+                              env={**os.environ, "NO_COLOR": ""})  # fmt: skip
+        os.close(terminal)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(controller)
+    return done.returncode, seen
+
+
+def test_colour_on_a_terminal_by_default_and_no_png_there() -> None:
+    objects = yaml.safe_dump_all([h.to_dict() for h in fabric(1, 1).values()])
+    code, seen = _on_a_terminal(["tree", "-"], objects)
+    assert code == 0
+    assert b"\x1b[1mcore\x1b[0m" in seen
+    code, seen = _on_a_terminal(["export", "-f", "png", "-"], objects)
+    assert code == 2
+    assert b"--format png writes binary" in seen
