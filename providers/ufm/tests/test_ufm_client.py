@@ -177,6 +177,16 @@ def test_timeouts_exhaust_the_retries(ufm: FakeUFM, pki: Pki) -> None:
         get_ports(client_for(ufm, pki, timeout="200ms", connectTimeout="200ms", retries=1))
 
 
+def test_a_body_trickling_in_is_cut_off_at_the_request_timeout(ufm: FakeUFM, pki: Pki) -> None:
+    """Each piece comes well within the read timeout, but the whole body would take 40 x 50 ms: the request's
+    ``timeout`` is its total time, so the client gives up long before UFM has sent it all."""
+    body = b"[" + b"1," * 319 + b"1]"  # 641 bytes: 41 pieces
+    ufm.set(PORTS, Canned(200, body, trickle=0.05))
+    with pytest.raises(UFMError, match=r"answer not complete within 0.3s"):
+        get_ports(client_for(ufm, pki, timeout="300ms", connectTimeout="300ms", retries=0))
+    assert ufm.trickled < 41  # not read to the end
+
+
 def test_the_scan_timeout_bounds_all_attempts(ufm: FakeUFM, pki: Pki) -> None:
     ufm.set(PORTS, Canned(200, b"[]", delay=0.6))
     client = client_for(ufm, pki, timeout="300ms", connectTimeout="300ms", scanTimeout="500ms", retries=10)

@@ -181,6 +181,7 @@ class Canned:
     delay: float = 0.0
     cut_after: int | None = None  # announce the whole body's length, send only this many bytes, close
     length: bool = True  # False: no Content-Length, the body ends when the connection closes
+    trickle: float = 0.0  # send the body 16 bytes at a time, this many seconds apart (a slow or stalled UFM)
 
 
 @dataclass
@@ -201,6 +202,7 @@ class FakeUFM:
         self.answers: dict[str, Canned] = {}
         self.pending: dict[str, deque[Canned]] = {}
         self.seen: list[Seen] = []
+        self.trickled = 0  # pieces of trickled bodies sent so far
         self.basic = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
         self.token = f"Basic {token}"
         self.lock = threading.Lock()
@@ -291,6 +293,14 @@ def _handler(ufm: FakeUFM) -> type[BaseHTTPRequestHandler]:
                     self.wfile.flush()
                     self.close_connection = True
                     self.connection.shutdown(2)
+                    return
+                if canned.trickle:
+                    for start in range(0, len(canned.body), 16):
+                        self.wfile.write(canned.body[start : start + 16])
+                        self.wfile.flush()
+                        with ufm.lock:
+                            ufm.trickled += 1
+                        time.sleep(canned.trickle)
                     return
                 self.wfile.write(canned.body)
             except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):

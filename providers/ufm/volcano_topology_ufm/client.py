@@ -226,7 +226,9 @@ class UFMClient:
         chunks: list[bytes] = []
         size = 0
         try:
-            for chunk in response.stream(_CHUNK):
+            # read1: whatever one read of the socket brings, so a body trickling in is timed piece by piece
+            # (stream() would wait for 64 KiB per piece, each wait only bounded by the read timeout).
+            while chunk := response.read1(_CHUNK):
                 size += len(chunk)
                 if size > limit:
                     raise UFMDataError(f"GET {resource}: answer is above maxResponseBytes {limit}, refused")
