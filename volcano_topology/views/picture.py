@@ -16,8 +16,9 @@ from xml.sax.saxutils import escape
 from volcano_topology.views.formats import ExportError, check_exportable
 from volcano_topology.views.hostlist import compress
 from volcano_topology.views.model import Topology
+from volcano_topology.views.treeview import summary
 
-BOX_W, BOX_H, GAP_X, GAP_Y, MARGIN, TITLE_H = 168, 58, 14, 56, 24, 30
+BOX_W, BOX_H, GAP_X, GAP_Y, MARGIN, TITLE_H = 168, 58, 14, 56, 24, 44
 _FILL = {"leaf": "#e8f1fb", "group": "#fdf3e1", "switch": "#eef6ea", "problem": "#fbe4e4"}
 _STROKE = {"leaf": "#3b6ea5", "group": "#b07a16", "switch": "#4d8a3a", "problem": "#b03030"}
 
@@ -37,6 +38,7 @@ class Scene:
     width: int
     height: int
     title: str
+    subtitle: str = ""
     boxes: list[Box] = field(default_factory=list)
     edges: list[tuple[str, str]] = field(default_factory=list)
     tier_labels: list[tuple[float, str]] = field(default_factory=list)  # (y, text)
@@ -103,7 +105,7 @@ def layout(view: Topology, *, max_leaves: int = 48, title: str = "HyperNodes") -
         box.y = MARGIN + TITLE_H + box.row * (BOX_H + GAP_Y)
     width = int(MARGIN * 2 + 90 + max(len(order), 1) * (BOX_W + GAP_X))
     height = int(MARGIN * 2 + TITLE_H + len(tiers) * (BOX_H + GAP_Y) - GAP_Y)
-    scene = Scene(width, height, title, list(boxes.values()), edges)
+    scene = Scene(width, height, title, summary(view), list(boxes.values()), edges)
     for tier, row in rows.items():
         scene.tier_labels.append(
             (
@@ -125,6 +127,7 @@ def svg(scene: Scene) -> str:
         f'viewBox="0 0 {scene.width} {scene.height}" font-family="Helvetica, Arial, sans-serif">',
         f'<rect width="{scene.width}" height="{scene.height}" fill="#ffffff"/>',
         f'<text x="{MARGIN}" y="{MARGIN + 14}" font-size="16" font-weight="bold">{escape(scene.title)}</text>',
+        f'<text x="{MARGIN}" y="{MARGIN + 32}" font-size="12" fill="#555">{escape(scene.subtitle)}</text>',
     ]
     for y, text in scene.tier_labels:
         out.append(f'<text x="{MARGIN}" y="{y + 4:.0f}" font-size="12" fill="#555">{escape(text)}</text>')
@@ -163,6 +166,7 @@ def png(scene: Scene, progress: Callable[[int, int], None] | None = None) -> byt
     title = ImageFont.load_default(16)
     by_key = {b.key: b for b in scene.boxes}
     draw.text((MARGIN, MARGIN), scene.title, fill="black", font=title)
+    draw.text((MARGIN, MARGIN + 22), scene.subtitle, fill="#555555", font=font)
     for y, text in scene.tier_labels:
         draw.text((MARGIN, y - 7), text, fill="#555555", font=font)
     for parent, child in scene.edges:
