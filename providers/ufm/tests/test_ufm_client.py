@@ -8,7 +8,7 @@ import logging
 from typing import Any
 
 import pytest
-from ufm_testlib import BASIC, PASSWORD, SECRETS, TOKEN, TOKEN_CREDS, USER, Canned, FakeUFM
+from ufm_testlib import BASIC, PASSWORD, SECRETS, TOKEN, TOKEN_CREDS, USER, Canned, FakeUFM, to_ufm, two_tier
 from volcano_topology_ufm.client import (
     PORTS,
     MissingCredentials,
@@ -113,6 +113,18 @@ def test_tls_is_verified_by_default(ufm: FakeUFM) -> None:
     """Without caBundle the system's CAs are used, which did not sign the loopback certificate."""
     with pytest.raises(UFMError, match="TLS failed"):
         get_ports(client_for(ufm))
+
+
+def test_tls_checks_the_host_name_too(pki: Pki) -> None:
+    """A certificate signed by the right CA, but for another name (127.0.0.1, localhost): refused."""
+    with FakeUFM(to_ufm(two_tier()), cert=(pki.serving_cert, pki.serving_key), bind="0.0.0.0") as ufm:
+        port = ufm.server.server_address[1]
+        assert get_ports(client_for(ufm, pki))  # by 127.0.0.1, which the certificate names
+        other = UFMClient(UFMSettings.model_validate({"endpoint": f"127.0.0.2:{port}", "caBundle": str(pki.ca_cert),
+                                                      **FAST, "retries": 0}))  # fmt: skip
+        with pytest.raises(UFMError, match=r"TLS failed: .*(mismatch|not valid for|doesn't match)"):
+            get_ports(other)
+        assert len(ufm.seen) == 1  # no request went to the wrongly named one
 
 
 def test_insecure_skip_verify_connects_without_verifying(ufm: FakeUFM) -> None:

@@ -76,9 +76,17 @@ def test_insecure_skip_verify_logs_a_warning(ufm: FakeUFM, caplog: pytest.LogCap
     assert "NOT verified" in warnings[0].getMessage()
 
 
+def test_a_plain_http_endpoint_logs_a_warning(plain_ufm: FakeUFM, caplog: pytest.LogCaptureFixture) -> None:
+    event, error = first_outcome(provider_for(plain_ufm), BASIC)
+    assert error is None and event is not None
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "http://" in r.getMessage()]
+    assert len(warnings) == 1 and "unencrypted" in warnings[0]
+
+
 def test_no_warning_when_tls_is_verified(ufm: FakeUFM, pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
     first_outcome(provider_for(ufm, pki), BASIC)
     assert "insecureSkipVerify" not in caplog.text
+    assert "unencrypted" not in caplog.text
 
 
 def test_wrong_ca_fails_the_scan(ufm: FakeUFM, other_pki: Pki) -> None:

@@ -198,7 +198,8 @@ class FakeUFM:
     """
 
     def __init__(self, answers: UFMAnswers | None = None, *, cert: tuple[Path, Path] | None = None,
-                 user: str = USER, password: str = PASSWORD, token: str = TOKEN) -> None:  # fmt: skip
+                 user: str = USER, password: str = PASSWORD, token: str = TOKEN,
+                 bind: str = "127.0.0.1") -> None:  # fmt: skip
         self.answers: dict[str, Canned] = {}
         self.pending: dict[str, deque[Canned]] = {}
         self.seen: list[Seen] = []
@@ -208,7 +209,7 @@ class FakeUFM:
         self.lock = threading.Lock()
         if answers is not None:
             self.serve(answers)
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        server = ThreadingHTTPServer((bind, 0), _handler(self))
         server.daemon_threads = True
         server.block_on_close = False
         if cert is not None:

@@ -54,6 +54,11 @@ class UFMProvider(ScanningProvider):
         self._credentials = ctx.credentials
         self._stopping = threading.Event()  # a new one per start: a restarted instance must wait again
         self.client.stopping = self._stopping
+        if self.settings.base_url.lower().startswith("http://"):
+            self.log.warning(
+                "endpoint is plain http://: the UFM credentials go over the network unencrypted, readable by "
+                "anyone on the path; use https:// (the default when the endpoint has no scheme)"
+            )
         if self.settings.insecure_skip_verify:
             self.log.warning(
                 "insecureSkipVerify is set: UFM's TLS certificate is NOT verified, so anyone on the path can read "
