@@ -28,6 +28,7 @@ from volcano_topology.views import formats, picture
 from volcano_topology.views.formats import ExportError, SlurmNames
 from volcano_topology.views.hostlist import HostlistError, compress, expand
 from volcano_topology.views.model import Topology
+from volcano_topology.views.treeview import render_tree
 
 CLI = [sys.executable, "-m", "volcano_topology.cli"]
 
@@ -408,3 +409,40 @@ def test_slurm_refuses_an_empty_switch_and_regex_members_need_the_nodes() -> Non
         formats.slurm_tree(Topology.of(objects))
     text = formats.slurm_tree(Topology.of(objects, {"gpu1": {}, "gpu2": {}, "cpu1": {}}))
     assert "SwitchName=rack Nodes=gpu[1-2]" in text
+
+
+@st.composite
+def random_trees(draw: st.DrawFn) -> dict[str, HyperNode]:
+    """Valid trees of mixed depth: each HyperNode at a tier above its children, each node in one leaf, several roots."""
+    count = draw(st.integers(1, 12))
+    tiers = [draw(st.integers(1, 4)) for _ in range(count)]
+    objects: dict[str, HyperNode] = {}
+    parent_of: dict[int, int] = {}
+    for index in range(count):
+        above = [j for j in range(count) if tiers[j] > tiers[index]]
+        if above and draw(st.booleans()):
+            parent_of[index] = draw(st.sampled_from(above))
+    node = 0
+    for index in range(count):
+        children = [f"h{j}" for j in range(count) if parent_of.get(j) == index]
+        if children:
+            objects[f"h{index}"] = parent(f"h{index}", *children, tier=tiers[index])
+        else:
+            width = draw(st.integers(1, 5))
+            # nodes sit at the lowest tier (the scheduler's rule); a leaf may still hang under any tier
+            objects[f"h{index}"] = leaf(f"h{index}", *(f"n{node + k:02d}" for k in range(width)), tier=1)
+            node += width
+    return objects
+
+
+@given(random_trees())
+def test_any_valid_tree_exports_by_the_rules(objects: dict[str, HyperNode]) -> None:
+    view = Topology.of(objects)
+    assert not [f for f in view.flags if f.fatal]
+    check_slurm_tree(parse_topology_conf(formats.slurm_tree(view)), view, {n: n for n in view.node_homes()})
+    parents, homes = formats.tree_from_labels(formats.node_labels(view), formats.DEFAULT_LABEL_PREFIX)
+    assert homes == {node: found[0] for node, found in view.node_homes().items()}
+    assert parents == {n: view.parents[n][0] for n in view.hypernodes if view.parents[n]}
+    text = render_tree(view)
+    for name in objects:  # every HyperNode shown exactly once
+        assert sum(line.lstrip("│├└─ ").startswith(f"{name}  (") for line in text.splitlines()) == 1
