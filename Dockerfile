@@ -43,7 +43,12 @@ ENV PATH=/opt/volcano-topology/bin:${PATH} \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp
-# Numeric, so that runAsNonRoot can verify it without a passwd entry.
+# kopf asks for the user's name at startup (getpass: $LOGNAME first, then the passwd entry): give both, so
+# that any uid a cluster assigns (runAsUser) works, not only this one.
+RUN echo 'volcano-topology:x:65532:65532::/tmp:/usr/sbin/nologin' >> /etc/passwd \
+ && echo 'volcano-topology:x:65532:' >> /etc/group
+ENV LOGNAME=volcano-topology
+# Numeric, so that runAsNonRoot can verify it.
 USER 65532:65532
 EXPOSE 8080
 ENTRYPOINT ["volcano-topology"]

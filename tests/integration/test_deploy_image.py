@@ -11,17 +11,21 @@ Dockerfile and runs the vendor's provider inside that.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.integration.test_deploy_kustomize import (
     NS,
@@ -70,6 +74,21 @@ def container(image: str) -> Iterator[str]:
     buildah("rm", name)
 
 
+@pytest.fixture
+def shared() -> Iterator[Path]:
+    """Files for the image's user (65532): pytest's own temporary directories are private to root."""
+    directory = Path(tempfile.mkdtemp(prefix="vt-image-"))
+    directory.chmod(0o755)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def readable(path: Path, text: str) -> str:
+    path.write_text(text)
+    path.chmod(0o644)
+    return str(path)
+
+
 def run_in(container: str, *command: str, user: str = "65532:65532", mounts: tuple[str, ...] = ()) -> list[str]:
     volumes = [arg for mount in mounts for arg in ("-v", mount)]
     return [*BUILDAH, "run", "--isolation", "chroot", "--user", user, *volumes, container, "--", *command]
@@ -95,6 +114,9 @@ def test_no_compilers_and_nothing_writable_but_tmp(container: str) -> None:
     result = subprocess.run(run_in(container, "sh", "-c", script), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "emulated" in result.stdout
+    # kopf needs a user name at startup; a uid the cluster picks (runAsUser) has no passwd entry.
+    other = run_in(container, "python3", "-c", "import getpass; print(getpass.getuser())", user="12345:12345")
+    assert subprocess.run(other, capture_output=True, text=True, timeout=60).stdout.strip() == "volcano-topology"
 
 
 def test_read_only_root_filesystem(container: str, tmp_path: Path) -> None:
@@ -107,9 +129,10 @@ def test_read_only_root_filesystem(container: str, tmp_path: Path) -> None:
         f"mount --bind {root} {root} && mount -o remount,bind,ro {root} && mount --bind {scratch} {root}/tmp && "
         f"chroot --userspec=65532:65532 {root} /usr/bin/env -i PATH=/opt/volcano-topology/bin:/usr/bin:/bin "
         "HOME=/tmp PYTHONDONTWRITEBYTECODE=1 sh -c 'touch /opt/x 2>/dev/null && exit 9; "
-        "volcano-topology providers && volcano-topology discover emulated --config /dev/stdin -o tree' "
-        "<<'EOF'\nmodelFile: tiny-8\nEOF"
+        "volcano-topology providers && volcano-topology discover emulated --config /tmp/model.yaml -o tree'"
     )
+    (scratch / "model.yaml").write_text("modelFile: tiny-8\n")
+    (scratch / "model.yaml").chmod(0o644)
     try:
         result = subprocess.run(["unshare", "--mount", "sh", "-c", script], capture_output=True, text=True, timeout=120)
     finally:
@@ -130,21 +153,23 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalControlPlan
 
 
 def test_operator_in_the_image_converges_as_the_service_account(
-    plane: LocalControlPlane, container: str, tmp_path: Path
+    plane: LocalControlPlane, container: str, shared: Path, tmp_path: Path
 ) -> None:
     set_config(plane, NS, "volcano-topology", {
         "networkTopologyDiscovery": [{"source": "emulated", "interval": "1s", "config": {"modelFile": "tiny-8"}}],
         "operator": {"leaderElection": {"enabled": True}},
     })  # fmt: skip
-    kubeconfig = account_kubeconfig(plane, account_token(plane), tmp_path / "sa.kubeconfig")
-    kubeconfig.chmod(0o644)  # readable by the image's user
     assert plane.pki is not None
+    # The ServiceAccount's kubeconfig, with the cluster CA at the path where the container sees it.
+    kubeconfig = yaml.safe_load(account_kubeconfig(plane, account_token(plane), tmp_path / "sa.kubeconfig").read_text())
+    kubeconfig["clusters"][0]["cluster"]["certificate-authority"] = "/vt/ca.crt"
+    readable(shared / "ca.crt", plane.pki.ca_cert.read_text())
+    readable(shared / "kubeconfig", yaml.safe_dump(kubeconfig))
     port = free_port()
     # As the Deployment runs it: `run` with POD_NAMESPACE (the ConfigMap and Lease live there) and JSON logs.
     command = run_in(
-        container, "env", f"POD_NAMESPACE={NS}", "volcano-topology", "run", "--log-json", "--kubeconfig",
-        str(kubeconfig), "--health-port", str(port),
-        mounts=(f"{tmp_path}:{tmp_path}:ro", f"{plane.pki.ca_cert.parent}:{plane.pki.ca_cert.parent}:ro"),
+        container, "env", f"POD_NAMESPACE={NS}", "volcano-topology", "run", "--log-json",
+        "--kubeconfig", "/vt/kubeconfig", "--health-port", str(port), mounts=(f"{shared}:/vt:ro",),
     )  # fmt: skip
     log = tmp_path / "operator.log"
     started = time.monotonic()
@@ -157,18 +182,22 @@ def test_operator_in_the_image_converges_as_the_service_account(
             assert time.monotonic() < deadline, log.read_text()[-4000:]
             time.sleep(0.5)
         print(f"\noperator in the image converged in {time.monotonic() - started:.1f}s")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:
+            assert json.loads(response.read())["ready"] is True
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(30)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait()
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     assert lines, "JSON logs"
 
 
-def test_vendor_image_from_the_template(image: str, tmp_path: Path) -> None:
+def test_vendor_image_from_the_template(image: str, tmp_path: Path, shared: Path) -> None:
     """The vendor recipe: FROM the operator image, pip install the provider package (the template's Dockerfile)."""
     package = tmp_path / "acme-fabric"
     cli = [sys.executable, "-m", "volcano_topology.cli", "new-provider", "acme-fabric", "--dir", str(package)]
@@ -181,11 +210,9 @@ def test_vendor_image_from_the_template(image: str, tmp_path: Path) -> None:
     try:
         config = json.loads(buildah("inspect", "--type", "image", VENDOR_IMAGE))["OCIv1"]["config"]
         assert config["User"].split(":")[0] == "65532"
-        shutil.copy(package / "example-config.yaml", tmp_path / "config.yaml")
-        (tmp_path / "config.yaml").chmod(0o644)
-        config_file = str(tmp_path / "config.yaml")
-        discover = run_in(name, "volcano-topology", "discover", "acme-fabric", "--config", config_file, "-o", "tree",
-                          mounts=(f"{tmp_path}:{tmp_path}:ro",))  # fmt: skip
+        readable(shared / "config.yaml", (package / "example-config.yaml").read_text())
+        discover = run_in(name, "volcano-topology", "discover", "acme-fabric", "--config", "/vt/config.yaml",
+                          "-o", "tree", mounts=(f"{shared}:/vt:ro",))  # fmt: skip
         result = subprocess.run(discover, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stdout + result.stderr
         providers = subprocess.run(run_in(name, "volcano-topology", "providers"), capture_output=True, text=True)
