@@ -261,6 +261,9 @@ def test_volcano_config_keys_are_accepted() -> None:
         ({"endpoint": "ufm", "scanTimeout": "10m"}, "scanTimeout must be at most 280s"),
         ({"endpoint": "ufm", "namePrefix": "UFM_"}, "namePrefix must be"),
         ({"endpoint": "ufm", "nonLeafSwitches": ["("]}, "nonLeafSwitches: not a valid regular expression"),
+        ({"endpoint": "ufm", "retries": 11}, "retries: Input should be less than or equal to 10"),
+        ({"endpoint": "ufm", "retries": -1}, "retries: Input should be greater than or equal to 0"),
+        ({"endpoint": "ufm", "namePrefix": "a" * 21}, "namePrefix must be at most 20"),
     ],
 )
 def test_bad_config_names_the_field(config: dict[str, Any], message: str) -> None:

@@ -52,3 +52,43 @@ def test_the_readme_example_runs_as_written(pki: Pki) -> None:
     assert members(event)["leaf-2"] == ["gpu-0003"]  # ufm-server excluded
     assert provider.gauges()["unmapped_hosts"] == 0
     assert provider.gauges()["excluded_hosts"] == 1
+
+
+def config_table() -> dict[str, str]:
+    """The README's configuration table: key -> its default column, one entry per key of a row."""
+    text = README.read_text().split("| key | default | meaning |", 1)[1]
+    rows: dict[str, str] = {}
+    for line in text.splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        keys, default = (cell.strip() for cell in line.strip("|").split("|")[:2])
+        names = re.findall(r"`([^`]+)`", keys)
+        values = re.findall(r"`([^`]+)`", default) or [default]
+        for i, name in enumerate(names):
+            rows[name] = values[i] if len(values) == len(names) else default
+    return rows
+
+
+NOT_LITERAL = {"endpoint": "(required)", "caBundle": "system CAs", "credentialsDir": "none"}
+
+
+def test_the_readme_table_lists_every_key_with_its_real_default() -> None:
+    """Passing the README's default explicitly gives the same settings as leaving the key out."""
+    from volcano_topology_ufm.client import make_auth
+    from volcano_topology_ufm.settings import UFMSettings
+
+    table = config_table()
+    fields = {info.alias or name for name, info in UFMSettings.model_fields.items()}
+    assert set(table) == fields
+    default = UFMSettings(endpoint="ufm")
+    for key, text in table.items():
+        if key in NOT_LITERAL:
+            assert text == NOT_LITERAL[key], key
+            continue
+        if key == "apiPrefix":  # one default per kind of authentication
+            assert text == "`/ufmRest`, `/ufmRestV3`" and default.api_prefix is None
+            assert make_auth(default, {"username": b"u", "password": b"p"}).prefix == "/ufmRest"
+            assert make_auth(default, {"token": b"t"}).prefix == "/ufmRestV3"
+            continue
+        given = UFMSettings.model_validate({"endpoint": "ufm", key: yaml.safe_load(text)})
+        assert given == default, f"{key}: the README says the default is {text}"
