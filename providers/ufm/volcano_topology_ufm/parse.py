@@ -168,15 +168,24 @@ def _is_host_port(item: Mapping[str, Any], systems: Systems) -> bool:
     return item.get("tier") == 1  # UFM gives host ports tier 1, switch ports 3 or 4
 
 
+# What an adapter that never got a node description is called instead of its host: its GUID, or what it is
+# ("MT4123 ConnectX6   Mellanox Technologies"). Not a host name; a host called "mtl-gpu-01" is one.
+_PLACEHOLDER = re.compile(r"(0x)?[0-9a-f]{16}|(mt\d+|connectx-?\d*)(\s.*)?|.*\bmellanox technologies\b.*", re.I)
+
+
+def _named(name: str | None) -> str | None:
+    return None if name is None or _PLACEHOLDER.fullmatch(name) else name
+
+
 def _host_name(item: Mapping[str, Any], systems: Systems) -> str | None:
-    if name := _text(item, "system_name"):
+    if name := _named(_text(item, "system_name")):
         return name
     own = systems.find(item.get("systemID") or item.get("system_guid"))
-    if own is not None and own.name != own.guid:
-        return own.name
+    if own is not None and own.name != own.guid and (name := _named(own.name)):
+        return name
     description = _text(item, "node_description")
-    # "luna-0218 mlx5_4"; an adapter that never got a description says only what it is.
-    if description and not description.upper().startswith(("MT", "MELLANOX", "CONNECTX")):
+    # "luna-0218 mlx5_4": the host, then the adapter.
+    if description and _named(description):
         return description.split()[0]
     return None
 
