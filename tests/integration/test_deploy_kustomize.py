@@ -355,9 +355,8 @@ def test_with_overlays_it_reads_its_secret_and_nodes_and_converges(
         assert hypernodes(plane)["deploy-ufm-0"]["metadata"]["labels"]["credential"] == "s3cret"
         assert not forbidden_lines(operators[0]), operators[0].tail()
     finally:
-        # Not asserted here: with the Node watch on, SIGTERM does not end the operator yet (it is killed
-        # after the timeout; reported to the core). The base test above asserts the clean exit.
-        stop_all(operators, timeout=5.0)
+        codes = stop_all(operators)
+    assert codes == [0], operators[0].tail()  # with the Node watch running too
 
 
 def test_optional_components_apply(plane: LocalControlPlane, overlays: str, tmp_path: Path) -> None:
