@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import traceback
 from typing import Any
 
 import pytest
@@ -73,6 +74,24 @@ def test_missing_credentials_say_which_keys_are_needed() -> None:
         make_auth(UFMSettings(endpoint="ufm", credentials_dir="/nowhere"), {"password": b"  \n"})
     with pytest.raises(MissingCredentials, match="no key 'token'"):
         make_auth(UFMSettings(endpoint="ufm", authentication="token"), BASIC)
+
+
+@pytest.mark.parametrize("token", [b"OGUY7Tw\nLvTmFkX", "OGUY7Tw\u2013LvTmFkX".encode(), b"OGUY7Tw LvTmFkX"])
+def test_a_token_a_header_cannot_carry_is_refused_without_quoting_it(ufm: FakeUFM, pki: Pki, token: bytes) -> None:
+    with pytest.raises(MissingCredentials, match="token has a character an HTTP header cannot carry") as caught:
+        get_ports(client_for(ufm, pki), {"token": token})
+    for part in ("OGUY7Tw", "LvTmFkX"):
+        assert part not in str(caught.value) and part not in repr(caught.value)
+    assert ufm.seen == []
+
+
+def test_a_header_http_client_refuses_is_reported_without_its_value(ufm: FakeUFM, pki: Pki) -> None:
+    from volcano_topology_ufm.client import Auth
+
+    header = "Basic " + "OGUY" + "7Tw\nLvTmFkX"  # not as one word in this source, which the traceback quotes
+    with pytest.raises(UFMError, match="an invalid header value") as caught:
+        client_for(ufm, pki).get_json(Auth("token", header, "/ufmRestV3"), PORTS)
+    assert "OGUY7Tw" not in "".join(traceback.format_exception(caught.value))
 
 
 def test_401_is_an_auth_error_and_not_retried(ufm: FakeUFM, pki: Pki) -> None:

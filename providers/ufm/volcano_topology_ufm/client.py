@@ -20,6 +20,7 @@ import base64
 import json
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -94,6 +95,12 @@ def make_auth(settings: UFMSettings, credentials: Mapping[str, bytes]) -> Auth:
     if mode == "token" or (mode == "auto" and token):
         if not token:
             raise MissingCredentials("authentication is token, but the credentials have no key 'token'")
+        if not _HEADER_SAFE.fullmatch(token):
+            # http.client would refuse it quoting the whole header, token included, into the error and the logs.
+            raise MissingCredentials(
+                "the credentials' token has a character an HTTP header cannot carry (a line break, a space or a "
+                "non-ASCII character inside it): check the Secret"
+            )
         return Auth("token", f"Basic {token}", settings.api_prefix or "/ufmRestV3")
     if not username or not password:
         keys = "'username' and 'password', or 'token'"
@@ -109,6 +116,7 @@ def make_auth(settings: UFMSettings, credentials: Mapping[str, bytes]) -> Auth:
 
 
 _KEYS = ("token", "username", "password")
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no space: what a token can be in a header
 
 
 @dataclass
@@ -209,6 +217,8 @@ class UFMClient:
             raise UFMError(f"GET {resource}: no answer within {budget:g}s", transient=True) from None
         except Urllib3Error as exc:
             raise UFMError(f"GET {resource}: {_reason(exc)}", transient=True) from None
+        except (ValueError, UnicodeError):  # http.client refusing a header: its message quotes the header's value
+            raise UFMError(f"GET {resource}: the request could not be sent (an invalid header value)") from None
         try:
             return self._body(response, resource, started, budget)
         finally:
