@@ -145,7 +145,7 @@ def test_dev_runs_a_vendor_provider_and_reloads_its_config(tmp_path: Path) -> No
             "--- HyperNodes (3; ",
             "spine-0  (tier 2 spine)",
             "├── leaf-a  (tier 1; 2 nodes: n1, n2)",
-            "└── leaf-b  (tier 1; 1 nodes: n3)",
+            "└── leaf-b  (tier 1; 1 node: n3)",
             after=seen,
         )
         reloaded = time.monotonic() - edited
