@@ -70,6 +70,9 @@ BUILDAH          = buildah --storage-driver vfs
 HELM             = $$($(BIN)/python -m volcano_topology.controlplane.tools)
 # Without a registry (make image-local): the base image from Debian's packages, cached by buildah.
 LOCAL_BASE      ?= localhost/volcano-topology-base:bookworm
+# No manuals, docs or translations in the base (licence files are kept): about 70 MB less.
+DEBSTRAP_SLIM    = --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
+                   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright'
 # The TLS proxy's CA, mounted into builds only (never baked into the image): see deploy/README.md.
 BUILD_CA        ?= /etc/ssl/certs/ca-certificates.crt
 
@@ -106,7 +109,7 @@ endif
 image-base:
 	$(BUILDAH) inspect --type image $(LOCAL_BASE) >/dev/null 2>&1 || { \
 	  set -e; tmp=$$(mktemp -d); \
-	  mmdebstrap --variant=apt --include=python3,python3-venv,ca-certificates bookworm $$tmp/rootfs.tar; \
+	  mmdebstrap --variant=apt --include=python3,python3-venv,ca-certificates $(DEBSTRAP_SLIM) bookworm $$tmp/rootfs.tar; \
 	  podman --storage-driver vfs import $$tmp/rootfs.tar $(LOCAL_BASE); rm -rf $$tmp; }
 
 ## Build the image where no registry is reachable: the Debian base, then the Dockerfile with buildah.
