@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import certifi
 import pytest
 from pydantic import ValidationError
 from ufm_testlib import (
@@ -247,14 +248,19 @@ def test_volcano_config_keys_are_accepted() -> None:
     assert provider.settings.insecure_skip_verify is True
 
 
+BAD_PEM = "-----BEGIN CERTIFICATE-----\nno\n-----END CERTIFICATE-----\n"
+
+
 @pytest.mark.parametrize(
     ("config", "message"),
     [
         ({}, "endpoint: Field required"),
         ({"endpoint": "https://admin:hunter2@ufm.example.com"}, "endpoint must not carry credentials"),
         ({"endpoint": "ftp://ufm"}, "endpoint must be host[:port] or an http(s):// URL"),
-        ({"endpoint": "ufm", "insecureSkipVerify": True, "caBundle": "-----BEGIN X"}, "exclude each other"),
+        ({"endpoint": "ufm", "insecureSkipVerify": True, "caBundle": certifi.where()}, "exclude each other"),
         ({"endpoint": "ufm", "caBundle": "/no/such/file.pem"}, "caBundle must be PEM text or the path"),
+        ({"endpoint": "ufm", "caBundle": BAD_PEM}, "caBundle holds no usable PEM certificate"),
+        ({"endpoint": "ufm", "caBundle": __file__}, "caBundle holds no usable PEM certificate"),
         ({"endpoint": "ufm", "timeOut": "10s"}, "timeOut: Extra inputs are not permitted"),
         ({"endpoint": "ufm", "timeout": "ten"}, "timeout: Value error, not a duration"),
         ({"endpoint": "ufm", "nodeNames": {"regex": "("}}, "nodeNames.regex"),

@@ -7,6 +7,7 @@ else is optional. Credentials are not configuration: they come from the Secret n
 
 from __future__ import annotations
 
+import ssl
 import urllib.parse
 from pathlib import Path
 from typing import Literal
@@ -76,10 +77,17 @@ class UFMSettings(BaseModel):
     @field_validator("ca_bundle")
     @classmethod
     def _ca_bundle(cls, value: str | None) -> str | None:
-        if value is None or PEM_MARKER in value:
+        if value is None:
             return value
-        if not Path(value).is_file():
+        if PEM_MARKER not in value and not Path(value).is_file():
             raise ValueError("caBundle must be PEM text or the path of a readable PEM file")
+        try:  # what the client will load at its first connection: refuse it now, by name, rather than at each scan
+            if PEM_MARKER in value:
+                ssl.create_default_context(cadata=value)
+            else:
+                ssl.create_default_context(cafile=value)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise ValueError(f"caBundle holds no usable PEM certificate: {exc}") from None
         return value
 
     @field_validator("api_prefix")
