@@ -231,7 +231,8 @@ def test_the_documented_tree_example_is_what_tree_prints_today() -> None:
 
 
 def test_the_documented_picture_is_the_emulated_fabric() -> None:
-    image_module = pytest.importorskip("PIL.Image")
+    import PIL.Image as image_module  # a test dependency: never skipped
+
     from tests.unit.test_export_formats import emulated
     from volcano_topology.views import picture
 
