@@ -157,9 +157,13 @@ def test_a_sudden_drop_of_hosts_is_refused(ufm: FakeUFM, pki: Pki) -> None:
         return p.stats.failures >= 1
 
     provider = provider_for(ufm, pki, maxHostDropFraction=0.3)
-    events = run_scans(provider, BASIC, until)
-    assert len(events) == 1
+    events = run_scans(provider, BASIC, lambda p, seen: until(p, seen) and p.stats.failures >= 3)
+    assert len(events) == 1  # refused scan after scan, as long as the drop lasts
     assert "2 hosts, 4 in the last good scan" in (provider.stats.last_error or "")
+    assert "restart the provider" in (provider.stats.last_error or "")
+    fresh = provider_for(ufm, pki, maxHostDropFraction=0.3)  # a restart: nothing to compare with
+    (event,) = run_scans(fresh, BASIC, lambda p, seen: bool(seen))
+    assert tiers(event)[1] == ["leaf-0"]
 
 
 def test_a_drop_within_the_threshold_is_applied(ufm: FakeUFM, pki: Pki) -> None:

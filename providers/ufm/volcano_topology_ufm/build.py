@@ -264,5 +264,7 @@ def check_host_drop(previous: int | None, current: int, max_fraction: float) -> 
     if dropped > max_fraction:
         raise UFMDataError(
             f"partial answer: {current} hosts, {previous} in the last good scan (a drop of {dropped:.0%}, more than "
-            f"maxHostDropFraction {max_fraction:g}); keeping the last good topology"
+            f"maxHostDropFraction {max_fraction:g}); keeping the last good topology. If the fabric really is that much "
+            "smaller, restart the provider (its next first scan has nothing to compare with) or raise "
+            "maxHostDropFraction"
         )
