@@ -371,10 +371,14 @@ def test_odd_elements_are_counted() -> None:
     answers.ports.append({"description": "Computer IB Port", "system_name": "LONELY", "tier": 1})  # not cabled
     answers.ports.append({"description": "Computer IB Port", "node_description": "MT4123 ConnectX6   Mellanox",
                           "peer_node_name": "LEAF-0"})  # fmt: skip
+    host = next(s["guid"] for s in answers.systems if s["system_name"] == "GPU-001")
+    answers.ports.append({"description": "Computer IB Port", "system_name": "BACK-TO-BACK", "peer_guid": host,
+                          "peer_node_name": "GPU-001"})  # fmt: skip
     fabric = parse_fabric(answers.ports, answers.links, answers.systems)
     assert fabric.skipped["host port without a peer (not cabled, or down)"] == 1
     assert fabric.skipped["host port without a host name"] == 1
-    assert "LONELY" not in fabric.hosts
+    assert fabric.skipped["host port whose peer is not a switch"] == 1
+    assert "LONELY" not in fabric.hosts and "BACK-TO-BACK" not in fabric.hosts
 
 
 @pytest.mark.parametrize(

@@ -100,10 +100,11 @@ def test_401_is_an_auth_error_and_not_retried(ufm: FakeUFM, pki: Pki) -> None:
     assert len(ufm.seen) == 1
 
 
-def test_403_is_an_auth_error(ufm: FakeUFM, pki: Pki) -> None:
+def test_403_is_an_auth_error_and_not_retried(ufm: FakeUFM, pki: Pki) -> None:
     ufm.set(PORTS, Canned(403, b"{}"))
-    with pytest.raises(UFMAuthError, match="HTTP 403: not allowed for this UFM user"):
-        get_ports(client_for(ufm, pki))
+    with pytest.raises(UFMAuthError, match=r"HTTP 403: not allowed for this UFM user$"):
+        get_ports(client_for(ufm, pki, retries=3))
+    assert len(ufm.seen) == 1
 
 
 def test_redirects_are_not_followed(ufm: FakeUFM, pki: Pki) -> None:

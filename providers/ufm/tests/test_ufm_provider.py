@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 from collections.abc import Callable
@@ -107,6 +108,23 @@ def test_credentials_dir_is_read_when_there_is_no_secret(ufm: FakeUFM, pki: Pki,
     (tmp_path / "password").write_text(PASSWORD + "\n")
     event, error = first_outcome(provider_for(ufm, pki, credentialsDir=str(tmp_path)), {})
     assert error is None and event is not None
+
+
+def test_credentials_dir_is_read_at_each_scan(ufm: FakeUFM, pki: Pki, tmp_path: Path) -> None:
+    """A rotated password in the directory is used by the next scans, without a restart."""
+    (tmp_path / "username").write_text(USER)
+    (tmp_path / "password").write_text(PASSWORD)
+    provider = provider_for(ufm, pki, credentialsDir=str(tmp_path))
+    rotated = "Basic " + base64.b64encode(f"{USER}:rotated-Pa55".encode()).decode()
+
+    def until(p: UFMProvider, seen: list[Any]) -> bool:
+        if seen and ufm.basic != rotated:
+            (tmp_path / "password").write_text("rotated-Pa55")
+            ufm.basic = rotated  # a scan in flight may get a 401: the next one reads the new password
+        return sum(s.authorization == rotated for s in list(ufm.seen)) >= 3  # a whole scan with it
+
+    run_scans(provider, {}, until)
+    assert provider.stats.scans >= 2
 
 
 TOO_BIG = Canned(200, b"[" + b"0," * 40000 + b"0]")  # 80 kB, above the 64 kB limit the test sets

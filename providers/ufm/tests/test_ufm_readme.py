@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from ufm_testlib import FakeUFM, Model, first_outcome, members, tiers, to_ufm
 
@@ -32,7 +34,7 @@ def fabric() -> Model:
     return model
 
 
-def test_the_readme_example_runs_as_written(pki: Pki) -> None:
+def test_the_readme_example_runs_as_written(pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
     config_map, secret = block("example-configmap"), block("example-secret")
     assert config_map["kind"] == "ConfigMap" and secret["kind"] == "Secret"
     configuration = parse_configuration(config_map["data"]["config.yaml"])
@@ -52,6 +54,7 @@ def test_the_readme_example_runs_as_written(pki: Pki) -> None:
     assert members(event)["leaf-2"] == ["gpu-0003"]  # ufm-server excluded
     assert provider.gauges()["unmapped_hosts"] == 0
     assert provider.gauges()["excluded_hosts"] == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "ufm-server" in r.getMessage()]
 
 
 def config_table() -> dict[str, str]:
