@@ -39,12 +39,16 @@ from tests.integration.test_deploy_kustomize import (
 from tests.unit.test_deploy_manifests import ROOT
 from volcano_topology.controlplane.cluster import LocalControlPlane, free_port
 
-pytestmark = pytest.mark.skipif(
-    not os.environ.get("VOLCANO_TOPOLOGY_IMAGE_TEST"),
-    reason="run by `make image-test` (needs root, buildah and mmdebstrap); not in CI",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not os.environ.get("VOLCANO_TOPOLOGY_IMAGE_TEST"),
+        reason="run by `make image-test` (needs root, buildah and mmdebstrap); not in CI",
+    ),
+    pytest.mark.timeout(1800),  # the first test builds the base and the image (minutes with vfs storage)
+]
 
 IMAGE = "localhost/volcano-topology:image-test"
+BASE = "localhost/volcano-topology-base:bookworm"  # make image-local builds it
 VENDOR_IMAGE = "localhost/volcano-topology-acme-fabric:image-test"
 BUILDAH = ["buildah", "--storage-driver", "vfs"]
 CA = "/etc/ssl/certs/ca-certificates.crt"
@@ -139,6 +143,24 @@ def test_read_only_root_filesystem(container: str, tmp_path: Path) -> None:
         buildah("umount", container)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "leaf-0" in result.stdout
+
+
+def bundle_of(image: str) -> str:
+    name = buildah("from", "--pull-never", image).strip()
+    root = Path(buildah("mount", name).strip())
+    try:
+        return (root / CA.lstrip("/")).read_text()
+    finally:
+        buildah("umount", name)
+        buildah("rm", name)
+
+
+def test_the_build_ca_is_not_in_the_image(image: str) -> None:
+    """The host's bundle (with the TLS proxy's CA) is mounted into builds only: the image keeps Debian's."""
+    debian = bundle_of(BASE)
+    if Path(CA).read_text() == debian:
+        pytest.skip("the host's CA bundle is Debian's own here: nothing to tell apart")
+    assert bundle_of(image) == debian
 
 
 @pytest.fixture(scope="module")
