@@ -264,6 +264,19 @@ def test_odd_answers_are_refused_and_not_retried(ufm: FakeUFM, pki: Pki, canned:
     assert len(ufm.seen) == 1
 
 
+def test_404_says_what_to_check_and_is_not_retried(ufm: FakeUFM, pki: Pki) -> None:
+    ufm.set(PORTS, Canned(404, b"{}"))
+    with pytest.raises(UFMError, match=r"HTTP 404 \(check endpoint and apiPrefix\)$"):
+        get_ports(client_for(ufm, pki, retries=3))
+    assert len(ufm.seen) == 1
+
+
+def test_json_nested_too_deeply_is_refused_clearly(ufm: FakeUFM, pki: Pki) -> None:
+    ufm.set(PORTS, Canned(200, b"[" * 100_000 + b"]" * 100_000))
+    with pytest.raises(UFMDataError, match=r"answer is not JSON that UFM sends \(nested too deeply\)"):
+        get_ports(client_for(ufm, pki))
+
+
 def test_a_body_beyond_the_limit_without_a_length_is_cut_off_while_reading(ufm: FakeUFM, pki: Pki) -> None:
     """The limit holds while reading too, not only from Content-Length (which a server may omit)."""
     ufm.set(PORTS, Canned(200, b"[" + b"1," * 70000 + b"1]", length=False))

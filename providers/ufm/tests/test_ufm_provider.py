@@ -279,6 +279,8 @@ BAD_PEM = "-----BEGIN CERTIFICATE-----\nno\n-----END CERTIFICATE-----\n"
         ({}, "endpoint: Field required"),
         ({"endpoint": "https://admin:hunter2@ufm.example.com"}, "endpoint must not carry credentials"),
         ({"endpoint": "ftp://ufm"}, "endpoint must be host[:port] or an http(s):// URL"),
+        ({"endpoint": "https://ufm.example.com/ufmRest"}, "endpoint must not end in the REST prefix"),
+        ({"endpoint": "ufm.example.com:8443/ufmRestV3/"}, "endpoint must not end in the REST prefix"),
         ({"endpoint": "ufm", "insecureSkipVerify": True, "caBundle": certifi.where()}, "exclude each other"),
         ({"endpoint": "ufm", "caBundle": "/no/such/file.pem"}, "caBundle must be PEM text or the path"),
         ({"endpoint": "ufm", "caBundle": BAD_PEM}, "caBundle holds no usable PEM certificate"),

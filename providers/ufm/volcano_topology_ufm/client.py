@@ -263,6 +263,8 @@ def decode(body: bytes, resource: str) -> Any:
         raise UFMDataError(f"GET {resource}: empty answer")
     try:
         return json.loads(body)
+    except RecursionError:
+        raise UFMDataError(f"GET {resource}: answer is not JSON that UFM sends (nested too deeply)") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         where = f" at byte {exc.pos}" if isinstance(exc, json.JSONDecodeError) else ""
         cut = ""
@@ -281,7 +283,8 @@ def _status_error(resource: str, status: int, headers: Mapping[str, str]) -> UFM
         return UFMError(
             f"GET {resource}: HTTP {status}: UFM redirects (check endpoint and apiPrefix); not followed", status=status
         )
-    error = UFMError(f"GET {resource}: HTTP {status}", status=status, transient=status in RETRIED_STATUSES)
+    hint = " (check endpoint and apiPrefix)" if status == 404 else ""
+    error = UFMError(f"GET {resource}: HTTP {status}{hint}", status=status, transient=status in RETRIED_STATUSES)
     retry_after = headers.get("Retry-After")
     if retry_after is not None and retry_after.strip().isdigit():
         error.retry_after = float(retry_after)

@@ -22,6 +22,7 @@ from volcano_topology.sdk.hostnames import NodeNameMapping
 PEM_MARKER = "-----BEGIN"
 MAX_SCAN_TIMEOUT = 280.0
 DEFAULT_MAX_RESPONSE_BYTES = 100 << 20  # Volcano's ufm source reads at most 100 MiB too
+_REST_PREFIXES = ("ufmrest", "ufmrestv2", "ufmrestv3")
 
 
 class UFMSettings(BaseModel):
@@ -68,6 +69,12 @@ class UFMSettings(BaseModel):
             raise ValueError("endpoint has no host")
         if url.query or url.fragment:
             raise ValueError("endpoint must not have a query or fragment")
+        if url.path.rstrip("/").rsplit("/", 1)[-1].lower() in _REST_PREFIXES:
+            # Volcano's endpoint is the server: the prefix would be asked for twice (/ufmRest/ufmRest/...).
+            raise ValueError(
+                "endpoint must not end in the REST prefix (/ufmRest, /ufmRestV2, /ufmRestV3): give the server only, "
+                "the prefix follows from the credentials (or set apiPrefix)"
+            )
         try:
             url.port  # noqa: B018 - raises on a bad port
         except ValueError as exc:
