@@ -155,6 +155,18 @@ def test_the_ufm_servers_of_an_ha_pair_on_two_spines_get_leaves_of_their_own() -
     assert_strict_tree(found)
 
 
+def test_a_leaf_pair_under_a_spine_with_hosts() -> None:
+    """The pair's cross link makes each leaf cabled to two switches with hosts (its pair and the spine): still
+    leaves, since the spine has fewer hosts per cable; the cross link is ignored."""
+    model = two_tier(leaves=3, spines=1, hosts=3)
+    model.cables.append(("LEAF-0", "LEAF-1"))
+    model.hosts["STORAGE-1"] = ["SPINE-0"]
+    found = hypernodes(to_ufm(model))
+    assert by_tier(found) == {1: ["leaf-0", "leaf-1", "leaf-2", "spine-0-hosts"], 2: ["spine-0"]}
+    assert member_names(found["leaf-1"]) == ["gpu-100", "gpu-101", "gpu-102"]
+    assert_strict_tree(found)
+
+
 def test_non_leaf_switches_settles_what_the_cabling_cannot() -> None:
     """Leaves and spines alike: one host each, cabled both ways. The spines named in nonLeafSwitches do not count
     as leaves cabled to the leaves."""
