@@ -388,7 +388,14 @@ def test_odd_elements_are_counted() -> None:
     host = next(s["guid"] for s in answers.systems if s["system_name"] == "GPU-001")
     answers.ports.append({"description": "Computer IB Port", "system_name": "BACK-TO-BACK", "peer_guid": host,
                           "peer_node_name": "GPU-001"})  # fmt: skip
+    answers.ports.append("not an object")  # type: ignore[arg-type]
+    answers.links.append(7)  # type: ignore[arg-type]
+    answers.systems += [None, {"system_name": "NO-GUID", "type": "switch"}]  # type: ignore[list-item]
     fabric = parse_fabric(answers.ports, answers.links, answers.systems)
+    assert fabric.skipped["ports element that is not an object"] == 1
+    assert fabric.skipped["links element that is not an object"] == 1
+    assert fabric.skipped["systems element that is not an object"] == 1
+    assert fabric.skipped["system without a GUID"] == 1
     assert fabric.skipped["host port without a peer (not cabled, or down)"] == 1
     assert fabric.skipped["host port without a host name"] == 1
     assert fabric.skipped["host port whose peer is not a switch"] == 1
