@@ -192,6 +192,49 @@ def test_non_leaf_switches_names_a_core_with_a_host() -> None:
     assert_strict_tree(found)
 
 
+def test_a_named_core_above_a_single_pod_keeps_its_hosts() -> None:
+    """Cabled like a leaf without hosts (left out), but it has a host: it stays, with its hosts' leaf."""
+    model = fat_tree(pods=1, leaves=2, spines=2, cores=1, hosts=1)
+    model.hosts["UFM-SERVER"] = ["CORE-0"]
+    found = hypernodes(to_ufm(model), nonLeafSwitches=["CORE-.*"])
+    assert leaf_of(found)["ufm-server"] == "core-0-hosts"
+    assert by_tier(found)[3] == ["core-0"]
+    assert_strict_tree(found)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kind=st.sampled_from(["fat", "rails"]),
+    sizes=st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3), st.integers(1, 2)),
+    extra=st.lists(st.tuples(st.integers(0, 99), st.integers(0, 99)), max_size=4),
+    cross=st.lists(st.tuples(st.integers(0, 99), st.integers(0, 99)), max_size=2),
+)
+def test_hosts_on_any_switches_each_land_in_exactly_one_leaf_or_the_scan_is_refused(
+    kind: str, sizes: tuple[int, int, int, int], extra: list[tuple[int, int]], cross: list[tuple[int, int]]
+) -> None:
+    """Hosts on spines and cores, extra cables anywhere: never a mapped host silently left out of the tree."""
+    from volcano_topology.sdk.tree import TreeError
+
+    a, b, c, d = sizes
+    model = fat_tree(pods=a, leaves=b, spines=c, cores=d, hosts=2) if kind == "fat" else rail_optimised(a, b + 1, c, d)
+    switches = sorted(model.switches)
+    for k, (i, j) in enumerate(extra):
+        model.hosts[f"X{k}"] = sorted({switches[i % len(switches)], switches[j % len(switches)]})
+    for i, j in cross:
+        one, two = switches[i % len(switches)], switches[j % len(switches)]
+        if one != two and (one, two) not in model.cables and (two, one) not in model.cables:
+            model.cables.append((one, two))
+    answers = to_ufm(model)
+    fabric = parse_fabric(answers.ports, answers.links, answers.systems)
+    try:
+        built = build_tree(fabric, make_settings())
+        found = {h.name: h for h in built.tree.build()}
+    except (UFMDataError, TreeError):
+        return
+    assert_strict_tree(found)
+    assert sorted(leaf_of(found)) == sorted(built.hosts.nodes.values())
+
+
 def test_cross_links_between_leaves_are_ignored() -> None:
     model = two_tier(leaves=2, spines=1, hosts=1)
     model.cables.append(("LEAF-0", "LEAF-1"))

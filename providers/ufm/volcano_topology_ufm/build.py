@@ -104,7 +104,7 @@ def build_tree(fabric: Fabric, settings: UFMSettings, mapper: NodeNameMapper | N
         )
 
     distance = _distances(leaves, neighbours)
-    hostless = _hostless_leaves(distance, neighbours)
+    hostless = _hostless_leaves(distance, neighbours) - with_hosts  # never drop a switch's hosts with it
     parents: dict[str, set[str]] = defaultdict(set)
     ignored = 0
     for a, b in sorted(fabric.edges):
