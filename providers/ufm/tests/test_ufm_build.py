@@ -202,6 +202,15 @@ def test_a_named_core_above_a_single_pod_keeps_its_hosts() -> None:
     assert_strict_tree(found)
 
 
+def test_a_mapped_host_in_no_leaf_refuses_the_scan() -> None:
+    """The last line of defence: were a leaf with hosts ever left out, the scan is refused, not written short."""
+    from volcano_topology_ufm.build import check_every_node_placed
+
+    check_every_node_placed(["a", "b"], {"a": ["leaf-0"], "b": ["leaf-1"]})
+    with pytest.raises(UFMDataError, match=r"1 mapped host\(s\) in no leaf \(b\)"):
+        check_every_node_placed(["a", "b"], {"a": ["leaf-0"]})
+
+
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     kind=st.sampled_from(["fat", "rails"]),

@@ -136,6 +136,7 @@ def build_tree(fabric: Fabric, settings: UFMSettings, mapper: NodeNameMapper | N
     for rails in node_homes.values():
         if len(rails) > 1:
             tree.rails(*sorted(rails))
+    check_every_node_placed(mapped.nodes.values(), node_homes)
     return Built(
         tree,
         mapped,
@@ -178,6 +179,12 @@ def _non_leaf(
         if len(plain) >= 2 or len(denser) >= 2:
             found.add(guid)
     return found
+
+
+def check_every_node_placed(nodes: Iterable[str], homes: Mapping[str, list[str]]) -> None:
+    """Every mapped host has a leaf; one without would be deleted from the topology by this scan: refuse it."""
+    if lost := sorted(set(nodes) - homes.keys()):
+        raise UFMDataError(f"{len(lost)} mapped host(s) in no leaf ({_sample(lost)}): refusing the scan (a bug)")
 
 
 def _distances(sources: Iterable[str], neighbours: Mapping[str, set[str]]) -> dict[str, int]:
