@@ -328,3 +328,47 @@ def test_make_test_builds_helm_before_pytest() -> None:
     tools = next(i for i, line in enumerate(lines) if "volcano_topology.controlplane.tools" in line)
     pytest_run = next(i for i, line in enumerate(lines) if "-m pytest" in line)
     assert tools < pytest_run
+
+
+# -- the image's recipe (built and run by `make image-test`, not in CI) -----------------------------
+
+
+def dockerfile_stages() -> list[list[str]]:
+    """The Dockerfile's instructions (continuation lines joined), one list per stage."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    stages: list[list[str]] = [[]]
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.upper().startswith("FROM "):
+            stages.append([])
+        stages[-1].append(line)
+    return stages
+
+
+def test_dockerfile_final_stage() -> None:
+    preamble, build, final = dockerfile_stages()
+    assert preamble == ["ARG BASE_IMAGE=python:3.11-slim-bookworm"]
+    assert build[0] == "FROM ${BASE_IMAGE} AS build" and final[0] == "FROM ${BASE_IMAGE}"
+    assert any(line.startswith("ARG PROVIDERS=") for line in build)
+    # Nothing is installed or built in the final stage: it only copies the build stage's virtualenv.
+    runs = [line for line in final if line.startswith("RUN ")]
+    assert all("pip" not in run and "apt" not in run for run in runs), runs
+    assert [line for line in final if line.startswith("COPY ")] == [
+        "COPY --from=build /opt/volcano-topology /opt/volcano-topology"
+    ]
+    assert [line for line in final if line.startswith("USER ")] == ["USER 65532:65532"]
+    labels = " ".join(line for line in final if line.startswith("LABEL "))
+    for key in ("source", "version", "licenses"):
+        assert f"org.opencontainers.image.{key}=" in labels
+
+
+def test_dockerignore_sends_only_what_the_dockerfile_copies() -> None:
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    assert ignore[ignore.index("*") + 1 :][:7] == [
+        "!pyproject.toml", "!README.md", "!LICENSE", "!crds/", "!volcano_topology/", "!providers/", "**/__pycache__/",
+    ]  # fmt: skip
+    sources = {part.rstrip("/") for stage in dockerfile_stages() for line in stage
+               if line.startswith("COPY ") and "--from" not in line for part in line.split()[1:-1]}  # fmt: skip
+    assert sources == {"pyproject.toml", "README.md", "LICENSE", "crds", "volcano_topology", "providers"}
