@@ -189,6 +189,19 @@ def test_retry_after_is_a_floor_up_to_the_maximum_backoff() -> None:
     assert 10.0 <= client._backoff(8, None) <= 11.0
 
 
+def test_retry_after_as_seconds_or_an_http_date() -> None:
+    import email.utils
+    import time
+
+    from volcano_topology_ufm.client import _retry_after
+
+    assert _retry_after("7") == 7.0
+    later = _retry_after(email.utils.formatdate(time.time() + 60, usegmt=True))
+    assert later is not None and 50 <= later <= 61
+    assert _retry_after(email.utils.formatdate(time.time() - 60, usegmt=True)) == 0.0
+    assert _retry_after("soon") is None and _retry_after(None) is None
+
+
 def test_no_retries_when_retries_is_zero(ufm: FakeUFM, pki: Pki) -> None:
     ufm.queue(PORTS, Canned(503))
     with pytest.raises(UFMError, match=r"HTTP 503$"):

@@ -17,6 +17,8 @@
 from __future__ import annotations
 
 import base64
+import datetime
+import email.utils
 import json
 import logging
 import random
@@ -285,10 +287,24 @@ def _status_error(resource: str, status: int, headers: Mapping[str, str]) -> UFM
         )
     hint = " (check endpoint and apiPrefix)" if status == 404 else ""
     error = UFMError(f"GET {resource}: HTTP {status}{hint}", status=status, transient=status in RETRIED_STATUSES)
-    retry_after = headers.get("Retry-After")
-    if retry_after is not None and retry_after.strip().isdigit():
-        error.retry_after = float(retry_after)
+    error.retry_after = _retry_after(headers.get("Retry-After"))
     return error
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds, or an HTTP date (both are allowed); None when absent or unreadable."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
 
 
 def _reason(exc: BaseException) -> str:
