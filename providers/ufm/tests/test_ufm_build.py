@@ -405,7 +405,12 @@ def test_host_name_from_the_node_description_when_nothing_else_names_it() -> Non
 
 @pytest.mark.parametrize(
     "placeholder",
-    ["MT4123 ConnectX6   Mellanox Technologies", "MT4123", "ConnectX-6 Mellanox Technologies", "0C42A10300280000"],
+    [
+        "MT4123 ConnectX6   Mellanox Technologies",
+        "MT4129 ConnectX7",
+        "ConnectX-6 Mellanox Technologies",
+        "0C42A10300280000",
+    ],
 )
 def test_an_adapter_without_a_description_has_no_host_name(placeholder: str) -> None:
     """UFM names such an adapter by what it is, or by its GUID: never a host (nor a node) of that name."""
@@ -423,13 +428,13 @@ def test_an_adapter_without_a_description_has_no_host_name(placeholder: str) -> 
 def test_a_host_whose_name_starts_like_an_adapter_model_is_still_a_host() -> None:
     """Only the node description names it ("mtl-gpu-01 mlx5_0"): the host is mtl-gpu-01."""
     model = two_tier(leaves=2, spines=1, hosts=1)
-    model.hosts = {"mtl-gpu-01": ["LEAF-0"], "connectx-lab": ["LEAF-1"]}
+    model.hosts = {"mtl-gpu-01": ["LEAF-0"], "mt1": ["LEAF-0"], "mt4123": ["LEAF-1"], "connectx-lab": ["LEAF-1"]}
     answers = to_ufm(model)
     for port in answers.ports:
         if port["description"] == "Computer IB Port":
             del port["system_name"], port["systemID"]
-    assert member_names(hypernodes(answers)["leaf-0"]) == ["mtl-gpu-01"]
-    assert member_names(hypernodes(answers)["leaf-1"]) == ["connectx-lab"]
+    assert member_names(hypernodes(answers)["leaf-0"]) == ["mt1", "mtl-gpu-01"]
+    assert member_names(hypernodes(answers)["leaf-1"]) == ["connectx-lab", "mt4123"]
 
 
 def test_odd_elements_are_counted() -> None:

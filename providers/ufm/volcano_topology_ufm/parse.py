@@ -170,7 +170,7 @@ def _is_host_port(item: Mapping[str, Any], systems: Systems) -> bool:
 
 # What an adapter that never got a node description is called instead of its host: its GUID, or what it is
 # ("MT4123 ConnectX6   Mellanox Technologies"). Not a host name; a host called "mtl-gpu-01" is one.
-_PLACEHOLDER = re.compile(r"(0x)?[0-9a-f]{16}|(mt\d+|connectx-?\d*)(\s.*)?|.*\bmellanox technologies\b.*", re.I)
+_PLACEHOLDER = re.compile(r"(0x)?[0-9a-f]{16}|mt\d+\s+connectx.*|.*\bmellanox technologies\b.*", re.I)
 
 
 def _named(name: str | None) -> str | None:
