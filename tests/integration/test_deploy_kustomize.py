@@ -110,6 +110,7 @@ def must_allow(ns: str, config_map: str, lease: str) -> list[Check]:
         Check("get", "leases", "coordination.k8s.io", ns, lease),
         Check("update", "leases", "coordination.k8s.io", ns, lease),
         Check("create", "events", namespace=ns),
+        Check("create", "events", namespace="default"),  # about HyperNodes: cluster-scoped objects' Events live there
     ]
 
 
@@ -150,7 +151,8 @@ def must_deny(ns: str, config_map: str, lease: str) -> list[Check]:
         Check("create", "pods", namespace=ns, subresource="exec"),
         Check("patch", "deployments", "apps", ns, ACCOUNT),
         # writes outside its namespace (HyperNodes are cluster-scoped and allowed above)
-        Check("create", "events", namespace="default"),
+        Check("create", "events", namespace="kube-system"),
+        *(Check(v, "events", namespace="default") for v in ("get", "list", "update", "patch", "delete")),
         Check("create", "leases", "coordination.k8s.io", "kube-system"),
         Check("create", "configmaps", namespace="default"),
         Check("create", "namespaces"),

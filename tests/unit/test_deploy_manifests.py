@@ -126,6 +126,7 @@ BASE_GRANTS = {
     Grant(NAME, "coordination.k8s.io", "leases", "get", NAME),
     Grant(NAME, "coordination.k8s.io", "leases", "update", NAME),
     Grant(NAME, "", "events", "create"),
+    Grant("default", "", "events", "create"),  # Events about cluster-scoped HyperNodes can only go there
 }
 NODE_GRANTS = {Grant("*", "", "nodes", verb) for verb in ("get", "list", "watch")}
 EXPECTED = {
