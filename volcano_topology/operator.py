@@ -131,6 +131,8 @@ def build_registry() -> kopf.OperatorRegistry:
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         settings.posting.enabled = False  # our handlers only watch; kopf must not post Events of its own
+        # kopf would list CRDs to find resources: the operator knows its two and is not allowed to read CRDs.
+        settings.scanning.disabled = True
         settings.watching.server_timeout = 300
         memo.runtime = await start_runtime(memo.options, memo.api, memo.config)
 

@@ -57,6 +57,7 @@ class OperatorProcess:
     provider_path: Path | None = None
     identity: str = "operator-a"
     extra: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # added to (or replacing) the test's environment
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -70,7 +71,7 @@ class OperatorProcess:
         args += ["--config", str(self.config)] if self.config else ["--config-map", str(self.config_map)]
         if self.provider_path:
             args += ["--provider-path", str(self.provider_path)]
-        env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+        env = {**{k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "POD_NAMESPACE")}, **self.env}
         with self.log.open("ab") as log:
             self.process = subprocess.Popen([*args, *self.extra], stdout=log, stderr=subprocess.STDOUT, env=env)
         return self
