@@ -76,7 +76,7 @@ DEBSTRAP_SLIM    = --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exc
 # The TLS proxy's CA, mounted into builds only (never baked into the image): see deploy/README.md.
 BUILD_CA        ?= /etc/ssl/certs/ca-certificates.crt
 
-.PHONY: build fmt tools helm-lint image image-local image-base image-test push deploy undeploy
+.PHONY: build fmt tools helm-lint image image-local image-base image-tools image-test push deploy undeploy
 
 ## Wheels of the operator and every provider package into dist/.
 build: $(STAMP)
@@ -105,8 +105,13 @@ else
 	$(CONTAINER_TOOL) build $(IMAGE_ARGS) .
 endif
 
+## buildah, podman and mmdebstrap from Debian's packages, when missing (needs root and apt).
+image-tools:
+	@command -v buildah >/dev/null && command -v podman >/dev/null && command -v mmdebstrap >/dev/null || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q buildah podman mmdebstrap; }
+
 ## Build the base image from Debian packages (mmdebstrap), once; needs root, no registry.
-image-base:
+image-base: image-tools
 	$(BUILDAH) inspect --type image $(LOCAL_BASE) >/dev/null 2>&1 || { \
 	  set -e; tmp=$$(mktemp -d); \
 	  mmdebstrap --variant=apt --include=python3,python3-venv,ca-certificates $(DEBSTRAP_SLIM) bookworm $$tmp/rootfs.tar; \
@@ -119,7 +124,7 @@ image-local: image-base
 
 ## Build the image (and a vendor image FROM it) and run the operator inside it against a local control plane.
 ## Run before resolving a deployment change; not part of CI (it needs root, buildah and mmdebstrap).
-image-test: control-plane tools
+image-test: control-plane tools image-tools
 	VOLCANO_TOPOLOGY_IMAGE_TEST=1 $(BIN)/python -m pytest -p no:randomly -s tests/integration/test_deploy_image.py
 
 push:
