@@ -208,7 +208,11 @@ def _discover(args: argparse.Namespace) -> int:
         sys.stderr.write("".join(traceback.format_exception(exc)))
         return EXIT_INVALID
     try:
-        result = asyncio.run(discover_once(args.source, provider, nodes, within=args.timeout))
+        from volcano_topology.views.progress import Progress, ticking
+
+        # A line ticking on a terminal while a large fabric is discovered; nothing when stderr is piped.
+        work = discover_once(args.source, provider, nodes, within=args.timeout)
+        result = asyncio.run(ticking(Progress(), f"discovering with {args.source}", work))
     except DiscoveryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         if exc.provider_error is not None:

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import difflib
 import sys
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ import yaml
 from volcano_topology import ownership
 from volcano_topology.api import HyperNode
 from volcano_topology.plan import Create, DeletionGuard, Observed, Plan, Update, plan_changes
+from volcano_topology.views.progress import ticking
 
 _GREEN, _RED, _CYAN, _RESET = "\x1b[32m", "\x1b[31m", "\x1b[36m", "\x1b[0m"
 
@@ -231,15 +231,4 @@ def _diff(args: argparse.Namespace) -> int:
 
 async def _discover(source: str, provider: Any, nodes: Any, within: float, progress: Any, run: Any) -> Any:
     """``discover_once``, with a ticking line on a terminal while the provider works."""
-    started = time.monotonic()
-
-    async def tick() -> None:
-        while True:
-            progress.step(f"discovering with {source} … {time.monotonic() - started:.0f}s")
-            await asyncio.sleep(0.5)
-
-    ticker = asyncio.create_task(tick())
-    try:
-        return await run(source, provider, nodes, within=within)
-    finally:
-        ticker.cancel()
+    return await ticking(progress, f"discovering with {source}", run(source, provider, nodes, within=within))

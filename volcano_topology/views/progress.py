@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
-from typing import TextIO
+from collections.abc import Awaitable
+from typing import TextIO, TypeVar
+
+T = TypeVar("T")
 
 
 class Progress:
@@ -37,3 +41,20 @@ class Progress:
             self.stream.write("\r" + " " * self._width + "\r")
             self.stream.flush()
             self._width = 0
+
+
+async def ticking(progress: Progress, what: str, work: Awaitable[T]) -> T:
+    """Await ``work`` while ``progress`` shows ``what … Ns``, counting up every half second (terminal only)."""
+    started = time.monotonic()
+
+    async def tick() -> None:
+        while True:
+            progress.step(f"{what} … {time.monotonic() - started:.0f}s")
+            await asyncio.sleep(0.5)
+
+    ticker = asyncio.create_task(tick())
+    try:
+        return await work
+    finally:
+        ticker.cancel()
+        progress.done()
