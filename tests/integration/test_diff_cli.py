@@ -13,6 +13,7 @@ from volcano_topology_emulated.provider import EmulatedProvider
 from tests.builders import leaf, parent
 from tests.faultproxy import FaultProxy
 from tests.integration.conftest import WriterFactory, cluster_hypernodes
+from tests.terminal import run_on_terminal
 from volcano_topology import ownership, registry
 from volcano_topology.api import GROUP, PLURAL, VERSION, HyperNode
 from volcano_topology.controlplane.cluster import LocalControlPlane
@@ -133,25 +134,8 @@ def test_the_deletion_guard_is_mentioned() -> None:
 
 
 def test_diff_shows_progress_on_a_terminal_only(control_plane: LocalControlPlane, faults: FaultProxy) -> None:
-    import os
-    import pty
-
-    controller, terminal = pty.openpty()
-    try:
-        command = [*CLI, "diff", "emulated", "--config", TINY, "--kubeconfig", str(control_plane.kubeconfig)]
-        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=terminal, timeout=120)
-        os.close(terminal)
-        seen = b""
-        while True:
-            try:
-                chunk = os.read(controller, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
-    finally:
-        os.close(controller)
+    command = [*CLI, "diff", "emulated", "--config", TINY, "--kubeconfig", str(control_plane.kubeconfig)]
+    done, seen = run_on_terminal(command)
     assert done.returncode == 1
     assert b"\rdiscovering with emulated" in seen
     assert b"\r" not in done.stdout

@@ -22,6 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.builders import by_name, leaf, parent
+from tests.terminal import run_on_terminal
 from volcano_topology.api import HyperNode
 from volcano_topology.cli import main
 from volcano_topology.views import formats, picture
@@ -377,26 +378,8 @@ def test_png_without_pillow_says_what_to_install(monkeypatch: pytest.MonkeyPatch
 
 def test_progress_shows_on_a_terminal_only() -> None:
     """stderr a terminal (a pty), stdout a pipe: the progress line is there; piped, it is not (checked above)."""
-    import os
-    import pty
-
     source = yaml.safe_dump_all([h.to_dict() for h in mixed().values()])
-    controller, terminal = pty.openpty()
-    try:
-        done = subprocess.run([*CLI, "export", "-f", "svg", "-"], input=source.encode(), stdout=subprocess.PIPE,
-                              stderr=terminal, timeout=60)  # fmt: skip
-        os.close(terminal)
-        seen = b""
-        while True:
-            try:
-                chunk = os.read(controller, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
-    finally:
-        os.close(controller)
+    done, seen = run_on_terminal([*CLI, "export", "-f", "svg", "-"], stdin=source.encode(), timeout=60)
     assert done.returncode == 0
     assert b"\rreading HyperNodes" in seen
     assert done.stdout.startswith(b"<svg")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 import yaml
 
 from tests.builders import by_name, leaf, parent
+from tests.terminal import run_on_terminal
 from volcano_topology import devmode, discover, ownership
 from volcano_topology.api import HyperNode, HyperNodeSpec, HyperNodeStatus, Member, MemberSelector, RegexMatch
 from volcano_topology.cli import main
@@ -256,25 +258,8 @@ def test_owner_picks_one_providers_hypernodes(tmp_path: Path, capsys: pytest.Cap
 
 def _on_a_terminal(args: list[str], stdin: str) -> tuple[int, bytes]:
     """Run the CLI with standard output and error on a pseudo-terminal; what it printed there."""
-    import os
-    import pty
-
-    controller, terminal = pty.openpty()
-    try:
-        done = subprocess.run([*CLI, *args], input=stdin.encode(), stdout=terminal, stderr=terminal, timeout=60,
-                              env={**os.environ, "NO_COLOR": ""})  # fmt: skip
-        os.close(terminal)
-        seen = b""
-        while True:
-            try:
-                chunk = os.read(controller, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
-    finally:
-        os.close(controller)
+    done, seen = run_on_terminal([*CLI, *args], stdin=stdin.encode(), stdout_on_terminal=True, timeout=60,
+                                 env={**os.environ, "NO_COLOR": ""})  # fmt: skip
     return done.returncode, seen
 
 
