@@ -24,7 +24,7 @@ from volcano_topology_ibnetdiscover.synthetic import fat_tree, render, render_bl
 
 from volcano_topology.sdk.hostnames import NodeNameMapping
 
-DIRECTOR = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "ibnetdiscover" / "director.txt"
+DIRECTOR = Path(__file__).resolve().parents[1] / "tests" / "data" / "fixtures" / "ibnetdiscover" / "director.txt"
 
 
 def generated() -> str:

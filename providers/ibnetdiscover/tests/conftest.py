@@ -1,4 +1,4 @@
-"""Fixtures of the ibnetdiscover provider's tests: the real director.txt dump, read where it is shared."""
+"""Fixtures of the ibnetdiscover provider's tests: the real director.txt dump (tests/data/fixtures)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,13 @@ from pathlib import Path
 
 import pytest
 
-# ../shared/ beside the repository root (the same directory as /work/shared on a developer's machine).
-DIRECTOR = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "ibnetdiscover" / "director.txt"
+# A copy of ../shared/fixtures kept in the repository (tests/data/fixtures), so a clone anywhere has it.
+DIRECTOR = Path(__file__).resolve().parents[3] / "tests" / "data" / "fixtures" / "ibnetdiscover" / "director.txt"
 
 
 @pytest.fixture(scope="session")
 def director_path() -> Path:
-    if not DIRECTOR.is_file():
-        pytest.skip(f"the real dump is not there: {DIRECTOR} (../shared/fixtures/ibnetdiscover/director.txt)")
+    assert DIRECTOR.is_file(), f"the real dump is part of the repository: {DIRECTOR}"
     return DIRECTOR
 
 

@@ -22,7 +22,7 @@ from volcano_topology_ufm.provider import UFMProvider
 from volcano_topology.provider import Event, ProviderContext
 from volcano_topology.runner import NoSecrets, StaticCluster
 
-FIXTURES = Path(__file__).resolve().parents[4] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "data" / "fixtures"  # a copy of ../shared/fixtures
 USER, PASSWORD, TOKEN = "ufm-admin", "s3cret-Pa55word", "OGUY7TwLvTmFkXyTkcsEWD9KKNvq6f"
 SECRETS = (PASSWORD, TOKEN, base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode())
 BASIC = {"username": USER.encode(), "password": PASSWORD.encode()}
