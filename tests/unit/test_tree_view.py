@@ -19,6 +19,7 @@ from volcano_topology import devmode, discover, ownership
 from volcano_topology.api import HyperNode, HyperNodeSpec, HyperNodeStatus, Member, MemberSelector, RegexMatch
 from volcano_topology.cli import main
 from volcano_topology.views import treeview
+from volcano_topology.views.formats import as_json, slurm_tree
 from volcano_topology.views.model import Topology
 from volcano_topology.views.progress import Progress
 from volcano_topology.views.source import ViewInputError, parse_objects
@@ -105,7 +106,7 @@ def test_problems_are_flagged_where_they_are() -> None:
     objects = fabric(spines=2, leaves=2)
     objects["leaf-1-1"] = leaf("leaf-1-1", "n001", "n099")  # n001 also in leaf-0-0
     objects["spine-1"] = parent("spine-1", "leaf-1-0", "leaf-1-1", "leaf-0-1")  # leaf-0-1: two parents
-    objects["lost"] = leaf("lost", "n200")  # a leaf without a parent while the top tier is 3
+    objects["lost"] = leaf("lost", "n200")  # a leaf without a parent while the top tier is 3: legitimate
     objects["dangling"] = parent("dangling", "missing-leaf", tier=3)
     regex = Member(type="Node", selector=MemberSelector(regex_match=RegexMatch(pattern="^nothing-")))
     objects["by-regex"] = HyperNode.model_validate(
@@ -118,7 +119,7 @@ def test_problems_are_flagged_where_they_are() -> None:
     assert "node n001 is already a member of HyperNode leaf-0-0" in line["leaf-1-1"]
     assert "HyperNode leaf-0-1 already has parent spine-0" in text
     assert "leaf-0-1  (shown above)" in text
-    assert "orphan: tier 1 with no parent (the top tier is 3)" in line["lost"]
+    assert "⚠" not in line["lost"]  # a root below the top tier is a tree of its own, not a problem
     assert "orphaned member: member HyperNode missing-leaf does not exist" in line["dangling"]
     assert "member 0 matches no Node" in line["by-regex"]
     assert "⚠ 1 Node(s) in no leaf: spare" in text
@@ -271,3 +272,19 @@ def test_colour_on_a_terminal_by_default_and_no_png_there() -> None:
     code, seen = _on_a_terminal(["export", "-f", "png", "-"], objects)
     assert code == 2
     assert b"--format png writes binary" in seen
+
+
+def test_a_mixed_depth_cluster_is_not_flagged() -> None:
+    """Independent trees of different depth are valid for Volcano: a root below the top tier is no problem."""
+    objects = fabric(spines=1, leaves=2)
+    objects["solo"] = leaf("solo", "m1", "m2")  # a tier-1 tree of its own next to a 3-tier one
+    objects["pod"] = parent("pod", "solo-leaf", tier=2)
+    objects["solo-leaf"] = leaf("solo-leaf", "m3")
+    view = Topology.of(objects)
+    assert view.flags == []
+    text = render_tree(view)
+    assert "⚠" not in text and "problem" not in text
+    assert "solo  (tier 1" in text
+    assert json.loads(as_json(view))["problems"] == []
+    assert "SwitchName=solo Nodes=m[1-2]" in slurm_tree(view)  # exported, not refused
+

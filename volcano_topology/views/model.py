@@ -176,12 +176,8 @@ class Topology:
         flags += [
             Flag(p.name, f"orphaned member: {p.message}", fatal=True) for p in missing_member_problems(self.hypernodes)
         ]
-        tiers = self.tiers()
-        top = tiers[0] if tiers else None
-        for name in self.roots:
-            tier = self.tier(name)
-            if not self.parents[name] and tier is not None and top is not None and tier < top:
-                flags.append(Flag(name, f"orphan: tier {tier} with no parent (the top tier is {top})"))
+        # A root below the top tier is not flagged: several independent trees of different depth are a valid
+        # cluster for Volcano, whose scheduler (HyperNodesInfo) only refuses cycles and a second parent.
         if self.nodes is not None:
             for name in sorted(self.hypernodes):
                 for index, member in enumerate(self.hypernodes[name].members):
