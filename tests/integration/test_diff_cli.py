@@ -139,3 +139,37 @@ def test_diff_shows_progress_on_a_terminal_only(control_plane: LocalControlPlane
     assert done.returncode == 1
     assert b"\rdiscovering with emulated" in seen
     assert b"\r" not in done.stdout
+
+
+def test_a_member_naming_nothing_is_a_refusal_as_in_the_writer() -> None:
+    """The writer refuses a snapshot whose member names a HyperNode that exists nowhere: diff says so (exit 2)."""
+    desired = {"s": with_ownership(parent("s", "a", "ghost"), "mine"), "a": with_ownership(leaf("a", "n1"), "mine")}
+    result = changes("mine", desired, {})
+    assert result.refusals == ["HyperNode/s: member HyperNode ghost does not exist"]
+    assert "the operator would refuse this snapshot: HyperNode/s: member HyperNode ghost" in render_diff(result)
+    # another owner's object of that name in the cluster is a valid member: no refusal
+    held = changes("mine", desired, {"ghost": observed(leaf("ghost", "n9"), "someone")})
+    assert held.refusals == []
+
+
+def test_diff_exits_2_when_the_writer_would_refuse_the_snapshot(
+    control_plane: LocalControlPlane, hypernode_api: client.ApiClient, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from volcano_topology import discover
+    from volcano_topology.cli import main
+
+    real = discover.discover_once
+
+    async def dangling(*args: object, **kwargs: object) -> discover.Discovery:
+        found = await real(*args, **kwargs)  # type: ignore[arg-type]
+        found.hypernodes["top"] = with_ownership(parent("top", "spine-0", "nowhere", tier=3), "emulated")
+        return found
+
+    monkeypatch.setattr(discover, "discover_once", dangling)
+    code = main(["diff", "emulated", "--config", TINY, "--kubeconfig", str(control_plane.kubeconfig)])
+    out, err = capsys.readouterr()
+    assert code == 2, out + err
+    assert "emulated: HyperNode/top: member HyperNode nowhere does not exist" in err
+    assert "the operator would refuse" in out.splitlines()[-1]
+    assert cluster_hypernodes(hypernode_api, "emulated") == {}  # nothing written

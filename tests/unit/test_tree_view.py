@@ -287,4 +287,3 @@ def test_a_mixed_depth_cluster_is_not_flagged() -> None:
     assert "solo  (tier 1" in text
     assert json.loads(as_json(view))["problems"] == []
     assert "SwitchName=solo Nodes=m[1-2]" in slurm_tree(view)  # exported, not refused
-

@@ -4,7 +4,8 @@ The provider runs once, offline (as ``discover`` runs it); the cluster's HyperNo
 the writer's own planner (:func:`volcano_topology.plan.plan_changes`, with the same delete
 set the writer uses for a snapshot) says what would be created, updated and deleted. Nothing
 is written. Exit status: 0 when nothing would change, 1 when something would (or a desired
-name belongs to someone else), 2 when the provider or the cluster cannot be read.
+name belongs to someone else), 2 when the provider or the cluster cannot be read, or when the
+writer would refuse the snapshot (a member naming nothing, writes no order makes safe).
 
 Each object is diffed as the writer's server-side apply sees it: the spec, and only the
 labels and annotations the provider sets or set before (its field manager's), so another
@@ -18,7 +19,7 @@ import asyncio
 import difflib
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -26,6 +27,7 @@ import yaml
 from volcano_topology import ownership
 from volcano_topology.api import HyperNode
 from volcano_topology.plan import Create, DeletionGuard, Observed, Plan, Update, plan_changes
+from volcano_topology.tree import missing_member_problems
 from volcano_topology.views.progress import ticking
 
 _GREEN, _RED, _CYAN, _RESET = "\x1b[32m", "\x1b[31m", "\x1b[36m", "\x1b[0m"
@@ -37,6 +39,7 @@ class Changes:
     plan: Plan
     desired: dict[str, HyperNode]
     observed: dict[str, Observed]
+    refusals: list[str] = field(default_factory=list)  # why the writer would refuse the snapshot (exit 2)
 
     @property
     def changed(self) -> bool:
@@ -48,7 +51,14 @@ def changes(source: str, desired: Mapping[str, HyperNode], observed: Mapping[str
     """The writer's plan for a snapshot of ``desired`` (objects as written: ownership labels on) over ``observed``."""
     owned = {name for name, o in observed.items() if o.owner == source}
     plan = plan_changes(source, desired, observed, delete=owned - set(desired))
-    return Changes(source, plan, dict(desired), dict(observed))
+    # What the writer's snapshot refuses beyond discover's checks: a member naming a HyperNode that is neither
+    # in the snapshot nor someone else's in the cluster, and writes no order makes safe.
+    others = set(observed) - owned
+    refusals = [f"HyperNode/{p.name}: {p.message}" for p in missing_member_problems(desired, others)]
+    refusals += [
+        f"HyperNode/{name}: no order of writes keeps the tree strict at every moment" for name in plan.unordered
+    ]
+    return Changes(source, plan, dict(desired), dict(observed), refusals)
 
 
 def _desired_view(hypernode: HyperNode) -> dict[str, Any]:
@@ -131,8 +141,8 @@ def summary(result: Changes) -> str:
     refusal = DeletionGuard().refusal(owned, counts["delete"], len(result.desired))
     if refusal is not None:
         text += f"; with the default deletion guard the operator would refuse this: {refusal}"
-    if result.plan.unordered:
-        text += f"; cannot be ordered safely: {', '.join(result.plan.unordered[:5])}"
+    if result.refusals:
+        text += f"; the operator would refuse this snapshot: {'; '.join(result.refusals[:5])}"
     return text
 
 
@@ -226,6 +236,11 @@ def _diff(args: argparse.Namespace) -> int:
     observed = {o.name: o for o in map(Observed.from_dict, items["items"])}
     result = changes(args.source, discovery.hypernodes, observed)
     sys.stdout.write(render_diff(result, color=use_color(args.color, sys.stdout)))
+    if result.refusals:
+        for refusal in result.refusals:
+            print(f"{args.source}: {refusal}", file=sys.stderr)
+        print(f"error: the operator would refuse {args.source}'s snapshot; nothing would be written", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_CHANGES if result.changed else EXIT_OK
 
 
