@@ -202,3 +202,28 @@ async def test_a_restart_sends_the_whole_topology_again_at_once() -> None:
     finally:
         ctx.stopping.set()
         await asyncio.wait_for(task, 5)
+
+
+async def test_the_build_and_its_fingerprint_run_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from volcano_topology_label import provider as module
+
+    threads: list[str] = []
+    real_analyse, real_fingerprint = module.analyse, module.fingerprint
+
+    def analyse(*args: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return real_analyse(*args)
+
+    def fingerprint(*args: Any) -> str:
+        threads.append(threading.current_thread().name)
+        return real_fingerprint(*args)
+
+    monkeypatch.setattr(module, "analyse", analyse)
+    monkeypatch.setattr(module, "fingerprint", fingerprint)
+    async with running() as run:
+        await run.view.sync(cluster(10))
+        await run.snapshot()
+    loop_thread = threading.current_thread().name
+    assert len(threads) == 2 and loop_thread not in threads  # 16k Nodes: a second of JSON, not on the loop

@@ -88,10 +88,10 @@ class LabelProvider(Provider):
     async def _publish(self, events: asyncio.Queue[Event], ctx: ProviderContext) -> None:
         # A copy: the view is the operator's live index, and the build must see one state of it.
         nodes = {name: dict(labels) for name, labels in ctx.cluster.nodes().items()}
-        built = await self._threads.run(lambda: analyse(nodes, self.settings))
+        # The fingerprint too: serialising every HyperNode of a large cluster is CPU the loop cannot spare.
+        built, current = await self._threads.run(lambda: _analysed(nodes, self.settings))
         self.builds += 1
         self.last = built
-        current = fingerprint(built.hypernodes)
         if current == self._sent:
             return
         if built.missing_level:
@@ -126,3 +126,9 @@ class LabelProvider(Provider):
             # Send the whole topology again at the next rebuild (a Node change or the interval), not at
             # once: a conflict that stays would otherwise be re-sent and refused in a tight loop.
             self._sent = None
+
+
+def _analysed(nodes: Mapping[str, Mapping[str, str]], settings: LabelSettings) -> tuple[Built, str]:
+    """The build and its fingerprint: both pure CPU, so both run on the build thread."""
+    built = analyse(nodes, settings)
+    return built, fingerprint(built.hypernodes)
