@@ -167,6 +167,15 @@ def test_slurm_yaml_blocks_from_a_chosen_tier() -> None:
         formats.slurm_yaml(view, block_tier=7)
 
 
+def test_slurm_yaml_names_the_slurm_release_that_reads_it() -> None:
+    """topology.yaml arrived in Slurm 25.05 (topology.conf(5) of 23.11-24.11 never mentions it): not 23.11."""
+    text = formats.slurm_yaml(Topology.of(emulated("small-64")))
+    assert text.startswith("# Slurm topology.yaml (Slurm 25.05 and later;")
+    assert "23.11" not in text
+    guide = (Path(__file__).parents[2] / "docs" / "views.md").read_text()
+    assert "`topology.yaml` (Slurm 25.05+" in guide and "23.11" not in guide
+
+
 def test_block_sizes() -> None:
     assert formats.block_sizes([8] * 8) == [8, 16, 32, 64]
     assert formats.block_sizes([8, 8, 8]) == [8, 16]

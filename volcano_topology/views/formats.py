@@ -2,8 +2,9 @@
 
 - ``slurm-tree``: Slurm's ``topology.conf`` for the tree plugin, one ``SwitchName=`` line per
   HyperNode with its child switches (``Switches=``) and its nodes (``Nodes=``) as hostlists.
-- ``slurm-yaml``: Slurm's ``topology.yaml`` (23.11+): a ``tree`` topology (the same switches,
-  the cluster default) and a ``block`` topology whose blocks are the HyperNodes of one tier.
+- ``slurm-yaml``: Slurm's ``topology.yaml`` (Slurm 25.05+; older Slurm reads only ``topology.conf``):
+  a ``tree`` topology (the same switches, the cluster default) and a ``block`` topology whose
+  blocks are the HyperNodes of one tier.
 - ``node-labels``: one label per tier on every node, ``PREFIX/tier-N=<HyperNode>``, strictly
   nested (a node's tier-N value is the parent of its tier-(N-1) value), as ``kubectl label``
   commands or a server-side-apply patch; :func:`tree_from_labels` reads them back.
@@ -159,7 +160,10 @@ def slurm_yaml(
             topologies.append({"topology": f"{name}-block", "cluster_default": False, "block": {
                 "block_sizes": block_sizes([len(view.nodes_under(b)) for b in blocks if view.nodes_under(b)]),
                 "blocks": entries}})  # fmt: skip
-    header = "# Slurm topology.yaml, written by volcano-topology from HyperNodes\n"
+    header = (
+        "# Slurm topology.yaml (Slurm 25.05 and later; older Slurm reads only topology.conf: --format slurm-tree),\n"
+        "# written by volcano-topology from HyperNodes\n"
+    )
     return header + yaml.safe_dump(topologies, sort_keys=False)
 
 
