@@ -77,6 +77,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             for _ in range(100):
                 self.wfile.write(b"x" * 10_000)
+        elif self.path == "/cut":  # the server dies mid-answer: fewer bytes than its Content-Length
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(DUMP)))
+            self.end_headers()
+            self.wfile.write(DUMP[: len(DUMP) // 2])
+            self.close_connection = True
         elif self.path == "/redirect":
             self.send_response(302)
             self.send_header("Location", "/dump")
@@ -135,6 +141,11 @@ def test_url(http_url: str) -> None:
         fetch_url(f"{http_url}/fail", timeout=10, max_bytes=100)
     with pytest.raises(SourceError, match="HTTP 302"):
         fetch_url(f"{http_url}/redirect", timeout=10, max_bytes=10_000)
+
+
+def test_an_answer_cut_short_is_a_source_error(http_url: str) -> None:
+    with pytest.raises(SourceError, match=r"url .*/cut: the answer ended after \d+ of \d+ bytes"):
+        fetch_url(f"{http_url}/cut", timeout=10, max_bytes=10_000)
 
 
 def test_url_credentials(http_url: str) -> None:

@@ -140,6 +140,10 @@ def fetch_url(
             if length is not None and length.isdigit() and int(length) > max_bytes:
                 raise SourceError(f"url {url}: {length} bytes, larger than maxBytes ({max_bytes} bytes)")
             data, too_big = _read_bounded(response, max_bytes, deadline)
+            # http.client returns what came when the connection closes early, without an error: a dump
+            # cut short would reach the parser, which should be the last check, not the only one.
+            if not too_big and length is not None and length.isdigit() and len(data) < int(length):
+                raise SourceError(f"url {url}: the answer ended after {len(data)} of {length} bytes")
     except urllib.error.HTTPError as exc:
         raise SourceError(f"url {url}: HTTP {exc.code} {exc.reason}") from exc
     except urllib.error.URLError as exc:
