@@ -83,6 +83,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(DUMP[: len(DUMP) // 2])
             self.close_connection = True
+        elif self.path == "/cut-chunked":  # the same in chunked encoding: a chunk promised, half sent
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"%x\r\n" % len(DUMP) + DUMP[: len(DUMP) // 2])
+            self.close_connection = True
         elif self.path == "/redirect":
             self.send_response(302)
             self.send_header("Location", "/dump")
@@ -146,6 +152,8 @@ def test_url(http_url: str) -> None:
 def test_an_answer_cut_short_is_a_source_error(http_url: str) -> None:
     with pytest.raises(SourceError, match=r"url .*/cut: the answer ended after \d+ of \d+ bytes"):
         fetch_url(f"{http_url}/cut", timeout=10, max_bytes=10_000)
+    with pytest.raises(SourceError, match=r"url .*/cut-chunked: the answer ended early"):
+        fetch_url(f"{http_url}/cut-chunked", timeout=10, max_bytes=10_000)
 
 
 def test_url_credentials(http_url: str) -> None:

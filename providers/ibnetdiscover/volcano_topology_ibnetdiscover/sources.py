@@ -8,6 +8,7 @@ scan thread or fill memory.
 from __future__ import annotations
 
 import base64
+import http.client
 import os
 import signal
 import ssl
@@ -148,6 +149,8 @@ def fetch_url(
         raise SourceError(f"url {url}: HTTP {exc.code} {exc.reason}") from exc
     except urllib.error.URLError as exc:
         raise SourceError(f"url {url}: {exc.reason}") from exc
+    except http.client.HTTPException as exc:  # IncompleteRead: a chunked answer cut short, and the like
+        raise SourceError(f"url {url}: the answer ended early ({type(exc).__name__}: {exc})") from exc
     except TimeoutError as exc:
         raise SourceError(f"url {url}: no complete answer within {timeout:g}s") from exc
     except OSError as exc:
