@@ -176,6 +176,18 @@ def test_slurm_yaml_names_the_slurm_release_that_reads_it() -> None:
     assert "`topology.yaml` (Slurm 25.05+" in guide and "23.11" not in guide
 
 
+def test_slurm_refuses_a_switch_name_slurm_cannot_hold() -> None:
+    """topology.conf(5)/topology.yaml(5): a switch name "cannot be longer than 64 characters"; HyperNodes can be 253."""
+    fits, too_long = "s" * 64, "s" * 65
+    ok = Topology.of(by_name(leaf("leaf-a", "n1"), parent(fits, "leaf-a")))
+    assert f"SwitchName={fits} Switches=leaf-a" in formats.slurm_tree(ok)
+    view = Topology.of(by_name(leaf("leaf-a", "n1"), parent(too_long, "leaf-a")))
+    for export in (formats.slurm_tree, formats.slurm_yaml):
+        with pytest.raises(ExportError, match=f"HyperNode {too_long} is 65 characters: a Slurm switch name cannot"):
+            export(view)
+    assert "digraph" in formats.dot(view)  # other formats have no such limit
+
+
 def test_block_sizes() -> None:
     assert formats.block_sizes([8] * 8) == [8, 16, 32, 64]
     assert formats.block_sizes([8, 8, 8]) == [8, 16]

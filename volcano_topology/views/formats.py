@@ -15,7 +15,8 @@
 Every export but ``json`` (which lists them) refuses a tree that breaks the scheduler's rules
 (a node in two leaves, two parents, a cycle, a member naming nothing): the error lists what is
 wrong. The Slurm formats also refuse a HyperNode with neither nodes nor child HyperNodes (an
-empty switch, which Slurm does not accept).
+empty switch, which Slurm does not accept) and a HyperNode name longer than a Slurm switch
+name may be (64 characters; a HyperNode name may have 253).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ HOSTNAME_LABEL = "kubernetes.io/hostname"
 DEFAULT_LABEL_PREFIX = "volcano-topology.io"
 KUEUE_API_VERSION = "kueue.x-k8s.io/v1alpha1"
 KUEUE_MAX_LEVELS = 8  # Kueue's CRD: spec.levels maxItems
+SLURM_MAX_SWITCH_NAME = 64  # topology.conf(5) SwitchName, topology.yaml(5) switch: "cannot be longer than 64"
 
 
 class ExportError(ValueError):
@@ -114,6 +116,12 @@ def _switches(view: Topology, names: SlurmNames) -> list[tuple[str, list[str], l
     if empty:
         hint = "" if view.nodes is not None else " (its members may select Nodes: give the cluster's with --nodes)"
         raise ExportError(f"HyperNode {empty[0]} has no nodes and no child HyperNodes: an empty switch{hint}")
+    long = [n for n in sorted(view.hypernodes) if len(n) > SLURM_MAX_SWITCH_NAME]
+    if long:
+        raise ExportError(
+            f"HyperNode {long[0]} is {len(long[0])} characters: a Slurm switch name cannot be longer than "
+            f"{SLURM_MAX_SWITCH_NAME}" + (f" ({len(long)} HyperNodes are)" if len(long) > 1 else "")
+        )
     hosts = names.map_all(sorted({n for found in view.direct_nodes.values() for n in found}))
     order = sorted(view.hypernodes, key=lambda n: (view.tier(n) or 0, n))
     return [(n, view.children[n], [hosts[node] for node in view.direct_nodes[n]]) for n in order]
