@@ -308,3 +308,16 @@ def test_made_up_fabrics_build_strict_trees_with_every_host_in_one_leaf(shape: d
     # A core above a single pod is cabled like that pod's leaves (to its spines only): left out, losing
     # nothing, since it would hold exactly the pod's nodes.
     assert max(h.spec.tier for h in hypernodes) == (3 if shape["cores"] and shape["pods"] > 1 else 2)
+
+
+def test_a_blank_description_names_no_host_even_when_unnamed_descriptions_omit_it() -> None:
+    """`unnamedDescriptions: ["MT\\d+\\s.*"]` (no ""): a blank HCA description must not crash the scan."""
+    fabric = fat_tree(pods=1, cores=1)
+    leaf = next(n for n in fabric.switches if n.description.startswith("MF0;leaf"))
+    blank = Node("ca", "00000000cc000001", 1, "   ", 0)
+    fabric.nodes[blank.guid] = blank
+    leaf.ports += 1
+    connect(leaf, leaf.ports, blank, 1)
+    found = layout(fabric, NodeNameMapping(), BuildOptions(unnamed=(r"MT\d+\s.*",)))
+    assert [u.guid for u in found.unnamed] == [blank.guid]  # reported as a port with no host, not guessed
+    assert tree_problems(by_name(found.tree.build())) == []

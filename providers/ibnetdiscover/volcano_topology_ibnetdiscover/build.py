@@ -169,8 +169,8 @@ def layout(fabric: Fabric, mapping: NodeNameMapping, options: BuildOptions | Non
 def host_of(description: str, unnamed: Iterable[re.Pattern[str]]) -> str | None:
     """The host an HCA belongs to: the first word of its description; None when the description names none."""
     text = description.strip()
-    if any(p.fullmatch(text) for p in unnamed):
-        return None
+    if not text or any(p.fullmatch(text) for p in unnamed):
+        return None  # a blank description names nothing, whatever ``unnamedDescriptions`` says
     return text.split()[0]
 
 
