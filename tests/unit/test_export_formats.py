@@ -250,6 +250,24 @@ def test_kueue_levels_one_per_tier_hostname_lowest() -> None:
         formats.kueue_topology(Topology.of(deep))
 
 
+def test_kueue_labels_every_node_at_every_level() -> None:
+    """Kueue's TAS lists only Nodes with every level's label: a skipped tier or a shallower tree must not drop nodes."""
+    skipped = by_name(leaf("rack-1", "n1", "n2"), leaf("rack-2", "n3"), parent("row", "rack-1"),
+                      parent("top", "row", "rack-2", tier=3), leaf("solo", "n4"))  # fmt: skip
+    view = Topology.of(skipped)
+    documents = list(yaml.safe_load_all(formats.kueue(view)))
+    levels = [level["nodeLabel"] for level in documents[0]["spec"]["levels"][:-1]]
+    labels = {d["metadata"]["name"]: d["metadata"]["labels"] for d in documents[1:]}
+    assert all(set(found) == set(levels) for found in labels.values())  # none left out by Kueue
+    t1, t2, t3 = (formats.label_key(formats.DEFAULT_LABEL_PREFIX, t) for t in (1, 2, 3))
+    assert labels["n1"] == {t1: "rack-1", t2: "row", t3: "top"}
+    assert labels["n3"] == {t1: "rack-2", t2: "rack-2", t3: "top"}  # tier 2 skipped: rack-2 stands in
+    assert labels["n4"] == {t1: "solo", t2: "solo", t3: "solo"}  # a tree of its own stays its own domain
+    parents, homes = formats.tree_from_labels(labels, formats.DEFAULT_LABEL_PREFIX)  # still nested
+    assert parents == {"rack-1": "row", "row": "top", "rack-2": "top"}
+    assert homes == {"n1": "rack-1", "n2": "rack-1", "n3": "rack-2", "n4": "solo"}
+
+
 def test_every_export_refuses_a_broken_tree() -> None:
     broken = Topology.of(by_name(leaf("a", "n1"), leaf("b", "n1"), parent("s", "a", "b")))
     for export in (formats.slurm_tree, formats.slurm_yaml, formats.node_labels, formats.kueue, formats.dot,

@@ -241,7 +241,9 @@ def tree_from_labels(labels: Mapping[str, Mapping[str, str]], prefix: str) -> tu
         if not chain:
             continue
         homes[node] = chain[0][1]
-        for (_, child), (_, parent) in itertools.pairwise(chain):
+        # a HyperNode standing in for a tier it is not at (kueue's filled levels) repeats: one step, not an edge
+        steps = [value for index, (_, value) in enumerate(chain) if index == 0 or chain[index - 1][1] != value]
+        for child, parent in itertools.pairwise(steps):
             if parents.setdefault(child, parent) != parent:
                 raise ExportError(f"labels are not nested: {child} is under {parents[child]} and {parent}")
     return parents, homes
@@ -264,7 +266,29 @@ def kueue_topology(
 def kueue(view: Topology, prefix: str = DEFAULT_LABEL_PREFIX, name: str = "volcano-topology") -> str:
     """The Topology, then the Node label patches its levels need (one multi-document YAML)."""
     topology = kueue_topology(view, prefix, name)
-    return yaml.safe_dump(topology, sort_keys=False) + "---\n" + labels_as_patch(node_labels(view, prefix))
+    labels = kueue_node_labels(view, prefix)
+    return yaml.safe_dump(topology, sort_keys=False) + "---\n" + labels_as_patch(labels)
+
+
+def kueue_node_labels(view: Topology, prefix: str = DEFAULT_LABEL_PREFIX) -> dict[str, dict[str, str]]:
+    """:func:`node_labels` with every level on every node, as Kueue needs.
+
+    Kueue's TAS lists only Nodes carrying every level's label (``client.HasLabels(levels)``), so a node
+    with no HyperNode at some tier (a tier skipped, or a tree shallower than the others) would be
+    silently left out. Such a tier is given the HyperNode standing in for it: the nearest one below
+    (for a skipped tier or one above the node's root), else its leaf. A one-node-set domain, still nested.
+    """
+    tiers = sorted(view.tiers())
+    filled: dict[str, dict[str, str]] = {}
+    for node, values in node_labels(view, prefix).items():
+        present = [values[label_key(prefix, t)] for t in tiers if label_key(prefix, t) in values]
+        carry = present[0]  # below the leaf's tier: the leaf
+        full: dict[str, str] = {}
+        for tier in tiers:
+            carry = values.get(label_key(prefix, tier), carry)
+            full[label_key(prefix, tier)] = carry
+        filled[node] = full
+    return filled
 
 
 # -- DOT and JSON --------------------------------------------------------------------------
