@@ -67,6 +67,7 @@ def test_tree_and_export_read_the_cluster(
         assert "SwitchName=live-l1 Nodes=live-n[1-2]" in exported.stdout
         labels_out = cli(control_plane, "export", "-f", "node-labels", "--labels-as", "patch")
         patches = {p["metadata"]["name"]: p["metadata"]["labels"] for p in yaml.safe_load_all(labels_out.stdout)}
+        assert set(patches) == {"live-n1", "live-n2"}  # no patch for live-ghost: applying it would create it
         assert patches["live-n1"] == {
             "volcano-topology.io/tier-1": "live-l1",
             "volcano-topology.io/tier-2": "live-spine",
@@ -74,7 +75,8 @@ def test_tree_and_export_read_the_cluster(
     finally:
         for name in ("live-n1", "live-n2"):
             core.delete_node(name)
-        client.CustomObjectsApi(hypernode_api).delete_cluster_custom_object(GROUP, VERSION, PLURAL, "live-spine")
+        for name in ("live-spine", "live-l1", "live-l2"):  # all three: later tests share the cluster
+            client.CustomObjectsApi(hypernode_api).delete_cluster_custom_object(GROUP, VERSION, PLURAL, name)
 
 
 def test_tree_says_when_the_cluster_cannot_be_read(tmp_path: object) -> None:

@@ -268,6 +268,16 @@ def test_kueue_labels_every_node_at_every_level() -> None:
     assert homes == {"n1": "rack-1", "n2": "rack-1", "n3": "rack-2", "n4": "solo"}
 
 
+def test_no_label_patch_creates_a_node_the_cluster_does_not_have() -> None:
+    """Server-side apply of a Node patch creates a missing Node: a member naming one gets no patch."""
+    view = Topology.of(by_name(leaf("a", "n1", "ghost"), parent("s", "a")), {"n1": {}})
+    assert set(formats.node_labels(view)) == {"n1"}
+    assert [d["metadata"]["name"] for d in list(yaml.safe_load_all(formats.kueue(view)))[1:]] == ["n1"]
+    assert "ghost" not in formats.labels_as_patch(formats.node_labels(view))
+    # from a file without the cluster's Nodes, every named node is labelled
+    assert set(formats.node_labels(Topology.of(by_name(leaf("a", "n1", "ghost"))))) == {"n1", "ghost"}
+
+
 def test_every_export_refuses_a_broken_tree() -> None:
     broken = Topology.of(by_name(leaf("a", "n1"), leaf("b", "n1"), parent("s", "a", "b")))
     for export in (formats.slurm_tree, formats.slurm_yaml, formats.node_labels, formats.kueue, formats.dot,

@@ -195,7 +195,10 @@ def label_key(prefix: str, tier: int) -> str:
 
 
 def node_labels(view: Topology, prefix: str = DEFAULT_LABEL_PREFIX) -> dict[str, dict[str, str]]:
-    """Node -> {``PREFIX/tier-N``: the HyperNode at tier N above it}, for every tier on its path."""
+    """Node -> {``PREFIX/tier-N``: the HyperNode at tier N above it}, for every tier on its path.
+
+    When the cluster's Nodes are known, only nodes that exist: a patch for a missing one would create it.
+    """
     check_exportable(view)
     if problems := kubenames.qualified_name_problems(label_key(prefix, 1)):
         raise ExportError(f"--label-prefix {prefix!r}: {label_key(prefix, 1)!r} is not a label key: {problems[0]}")
@@ -208,7 +211,10 @@ def node_labels(view: Topology, prefix: str = DEFAULT_LABEL_PREFIX) -> dict[str,
                 raise ExportError(f"HyperNode {hypernode} cannot be a label value: {problems[0]}")
             values[label_key(prefix, view.tier(hypernode) or 0)] = hypernode
         for node in nodes:
-            labels[node] = dict(sorted(values.items()))
+            # A member naming a Node the cluster does not have gets no labels: a server-side-apply patch would
+            # create that Node (the tree flags the member). Without the cluster's Nodes, every named node is kept.
+            if view.nodes is None or node in view.nodes:
+                labels[node] = dict(sorted(values.items()))
     return dict(sorted(labels.items()))
 
 
