@@ -57,6 +57,20 @@ def test_command_failures(tmp_path: Path) -> None:
         run_command([script(tmp_path, "yes ibnetdiscover")], 30, 100_000)
 
 
+def test_a_command_that_exits_0_after_failed_smps_is_an_incomplete_discovery(tmp_path: Path) -> None:
+    # libibnetdisc's words for an SMP that timed out: it carries on, and the dump lacks that node and
+    # all it alone leads to, consistently (no one-sided cable), so the parser cannot tell.
+    failed = "query_smp.c:233; umad (DR path slid 0; dlid 0; 0,1,7 Attr 0x11:0) bad status 110; Connection timed out"
+    vendor = "query_smp.c:240; mad (DR path slid 0; dlid 0; 0,1 Attr 0xff90:0) bad status 0x1c"  # expected
+    command = [script(tmp_path, f"echo dump; echo '{vendor}' >&2; echo '{failed}' >&2; exit 0")]
+    with pytest.raises(SourceError, match=r"1 SMP\(s\) failed.*acceptIncompleteDiscovery.*0,1,7 Attr 0x11:0"):
+        run_command(command, 30, 1000)
+    assert run_command(command, 30, 1000, accept_incomplete=True) == b"dump\n"
+    only_vendor = [script(tmp_path, f"echo dump; echo '{vendor}' >&2")]
+    assert run_command(only_vendor, 30, 1000) == b"dump\n"
+    assert IBNetDiscoverSettings.model_validate({"command": ["x"]}).accept_incomplete_discovery is False
+
+
 def test_command_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     # The child `sleep` keeps stdout open: killing only the shell would leave the read hanging.
     with pytest.raises(SourceError, match=r"did not finish within 0.5s"):

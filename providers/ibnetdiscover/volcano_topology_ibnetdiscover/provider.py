@@ -47,7 +47,7 @@ class IBNetDiscoverProvider(ScanningProvider):
         if s.file is not None:
             return sources.read_file(s.file, s.max_bytes)
         if s.command is not None:
-            return sources.run_command(s.command, s.timeout, s.max_bytes)
+            return sources.run_command(s.command, s.timeout, s.max_bytes, s.accept_incomplete_discovery)
         assert s.url is not None  # the settings model insists on exactly one source
         return sources.fetch_url(
             s.url, timeout=s.timeout, max_bytes=s.max_bytes, verify=not s.insecure_skip_tls_verify,

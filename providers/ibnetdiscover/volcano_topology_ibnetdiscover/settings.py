@@ -28,6 +28,9 @@ class IBNetDiscoverSettings(BaseModel):
     )
     url: str | None = Field(None, description="http(s) URL serving a dump, fetched at every scan")
     timeout: float = Field(120.0, gt=0, le=240, description="seconds a command or a fetch may take")
+    accept_incomplete_discovery: bool = Field(
+        False, description="take a command's dump even when it reported failed SMPs on stderr (exit status 0)"
+    )
     max_bytes: int = Field(64 << 20, ge=1024, le=1 << 30, description="a larger dump is refused")
     insecure_skip_tls_verify: bool = Field(False, description="fetch https without checking the certificate")
     ca_file: str | None = Field(None, min_length=1, description="PEM bundle to verify the server with")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import http.client
 import os
+import re
 import signal
 import ssl
 import subprocess
@@ -22,6 +23,13 @@ from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
 CHUNK = 1 << 16
+
+# libibnetdisc logs an SMP that timed out or was refused ("umad (DR path ... Attr 0x11:0) bad status 110;
+# Connection timed out") to stderr and carries on: the node behind it, and all it alone leads to, is
+# missing from a dump that is otherwise consistent (both ends list every cable it shows), exit status 0.
+# Attr 0xff90 is Mellanox's extended port info, which other vendors' nodes refuse: that one is expected.
+_SMP_FAILURE = re.compile(r"\bbad status\b")
+_EXPECTED_SMP_FAILURE = re.compile(r"\bAttr 0xff90\b", re.IGNORECASE)
 
 
 class SourceError(RuntimeError):
@@ -39,11 +47,12 @@ def read_file(path: str, max_bytes: int) -> bytes:
     return data
 
 
-def run_command(argv: Sequence[str], timeout: float, max_bytes: int) -> bytes:
+def run_command(argv: Sequence[str], timeout: float, max_bytes: int, accept_incomplete: bool = False) -> bytes:
     """Run ``argv`` (no shell) and return its stdout; a non-zero exit, a timeout or too much output is an error.
 
-    The command runs in a process group of its own, killed whole on timeout, so a child it started
-    cannot keep the pipe open.
+    So is an incomplete discovery: an exit status of 0 with failed SMPs reported on stderr (see
+    ``_SMP_FAILURE``), unless ``accept_incomplete``. The command runs in a process group of its own,
+    killed whole on timeout, so a child it started cannot keep the pipe open.
     """
     shown = " ".join(argv)
     with tempfile.TemporaryFile() as errors:
@@ -79,7 +88,24 @@ def run_command(argv: Sequence[str], timeout: float, max_bytes: int) -> bytes:
             errors.seek(0)
             tail = errors.read()[-800:].decode("utf-8", "replace").strip()
             raise SourceError(f"command {shown!r} exited with {code}" + (f": {tail}" if tail else ""))
+        if not accept_incomplete:
+            errors.seek(0)
+            failed = smp_failures(errors.read(max_bytes).decode("utf-8", "replace"))
+            if failed:
+                raise SourceError(
+                    f"command {shown!r}: {len(failed)} SMP(s) failed, so the dump may lack part of the fabric "
+                    f"(acceptIncompleteDiscovery: true takes it anyway): {failed[0]}"
+                )
     return data
+
+
+def smp_failures(stderr: str) -> list[str]:
+    """The lines of ``stderr`` that report a failed SMP other than the expected ones (see ``_SMP_FAILURE``)."""
+    return [
+        line.strip()
+        for line in stderr.splitlines()
+        if _SMP_FAILURE.search(line) and not _EXPECTED_SMP_FAILURE.search(line)
+    ]
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
