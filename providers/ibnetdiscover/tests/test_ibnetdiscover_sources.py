@@ -245,3 +245,21 @@ def test_settings_camel_case_and_defaults() -> None:
     d = IBNetDiscoverSettings.model_validate({"command": ["ibnetdiscover"]})
     assert (d.timeout, d.max_bytes, d.insecure_skip_tls_verify, d.node_names.case) == (120, 64 << 20, False, "lower")
     assert d.options().tier_names == {1: "leaf", 2: "spine", 3: "core"}
+
+
+def test_the_readme_table_lists_every_setting_with_its_default() -> None:
+    import re
+
+    import yaml
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)` \|\s*(`[^|]*`)?\s*\|", readme, re.MULTILINE))
+    defaults = IBNetDiscoverSettings.model_validate({"file": "/x"}).model_dump(by_alias=True)
+    defaults["file"] = None  # the one source given to validate; the table's default is "none"
+    assert set(rows) == set(defaults), "every setting in the README's table, and only settings"
+    for key, shown in rows.items():
+        documented = yaml.safe_load(shown.strip("`")) if shown else None
+        actual = defaults[key]
+        if isinstance(documented, dict) and isinstance(actual, dict):
+            actual = {k: actual[k] for k in documented}  # nodeNames: the table shows what is not empty
+        assert documented == actual, key
