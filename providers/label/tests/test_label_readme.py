@@ -106,3 +106,28 @@ def test_discover_reads_a_nodelist_and_refuses_a_bad_config(tmp_path: Path) -> N
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert bad.returncode == 2
     assert "networkTopologyTypes" in bad.stderr and "at least one tier label" in bad.stderr
+
+
+def table(heading: str) -> dict[str, str]:
+    """``key -> second column`` of the first table under ``heading`` (backticks removed)."""
+    text = README.read_text()
+    section = text[text.index(heading) :]
+    rows = re.findall(r"^\| `([\w.]+)` \| ([^|]*) \|", section[: section.index("\n\n", section.index("| ---"))], re.M)
+    return {key: value.strip().strip("`") for key, value in rows}
+
+
+def test_the_readme_tables_match_the_settings_and_the_gauges() -> None:
+    from volcano_topology_label.provider import LabelProvider
+
+    from volcano_topology.config import parse_duration
+
+    documented = table("## Configuration")
+    fields = {field.alias or name for name, field in LabelSettings.model_fields.items()}
+    assert set(documented) == fields
+    defaults = LabelSettings.model_validate({"networkTopologyTypes": {"t": [{"nodeLabel": "a"}, {"nodeLabel": "b"}]}})
+    assert documented["missingLabels"] == defaults.missing_labels
+    assert parse_duration(documented["debounce"]) == defaults.debounce
+    assert parse_duration(documented["maxDelay"]) == defaults.max_delay
+    assert "(default 5m)" in example("entry") and LabelProvider.interval == 300.0
+    built = analyse({}, defaults)
+    assert set(table("## Metrics")) == set(built.gauges())
