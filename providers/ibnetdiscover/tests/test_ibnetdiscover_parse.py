@@ -303,3 +303,23 @@ def test_only_a_last_line_without_newline_needs_a_known_speed() -> None:
     assert parse(whole).nodes.keys() == parse(SMALL).nodes.keys()
     line, error = fails_at(whole[:-1])  # "4xHDR" cut to "4xHD"
     assert line == 24 and "cut short" in error
+
+
+def test_show_progress_lines_and_full_tails_are_accepted() -> None:
+    """``ibnetdiscover -s`` prints its progress on stdout before the dump; ``--full`` ends port lines in ``s= w= v=``.
+
+    Both formats as infiniband-diags prints them (libibnetdisc's dump_endnode, ibnetdiscover's out_*_port).
+    """
+    progress = (
+        'DR path slid 0; dlid 0; 0 -> new CA {0000000000000010} portnum 1 lid 10-10 "host1 mlx5_0"\n'
+        'DR path slid 0; dlid 0; 0,1 -> new Switch {0000000000000001} portnum 0 lid 1-1 "MF0;leaf-a:MQM8700/U1"\n'
+    )
+    full = "\n".join(line + " s=4 w=2 v=4" if line.startswith("[") else line for line in SMALL.split("\n"))
+
+    def cables(fabric: Fabric) -> set[tuple[str, int, str, int]]:
+        return {(n.guid, p, link.peer, link.peer_port) for n in fabric.nodes.values() for p, link in n.links.items()}
+
+    assert cables(parse(progress + SMALL)) == cables(parse(SMALL))
+    assert parse(progress + SMALL).ignored == [1, 2]
+    assert cables(parse(full)) == cables(parse(SMALL))
+    assert cables(parse(full.rstrip("\n"))) == cables(parse(SMALL))  # a last line without newline too
