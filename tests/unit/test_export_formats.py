@@ -278,6 +278,19 @@ def test_no_label_patch_creates_a_node_the_cluster_does_not_have() -> None:
     assert set(formats.node_labels(Topology.of(by_name(leaf("a", "n1", "ghost"))))) == {"n1", "ghost"}
 
 
+def test_node_patches_use_libyaml_and_say_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """16,384 Node patches took 6 s with PyYAML's pure-Python dumper (the kueue export 12 s): libyaml's, same text."""
+    labels = formats.kueue_node_labels(Topology.of(emulated("small-64")))
+    documents = [{"apiVersion": "v1", "kind": "Node", "metadata": {"name": n, "labels": v}} for n, v in labels.items()]
+    expected = yaml.dump_all(documents, Dumper=yaml.SafeDumper, sort_keys=False)
+
+    def pure_python(*args: object, **kwargs: object) -> str:
+        raise AssertionError("the pure-Python dumper was used")
+
+    monkeypatch.setattr(yaml, "safe_dump_all", pure_python)
+    assert formats.labels_as_patch(labels) == expected
+
+
 def test_every_export_refuses_a_broken_tree() -> None:
     broken = Topology.of(by_name(leaf("a", "n1"), leaf("b", "n1"), parent("s", "a", "b")))
     for export in (formats.slurm_tree, formats.slurm_yaml, formats.node_labels, formats.kueue, formats.dot,
