@@ -6,6 +6,7 @@ import base64
 import http.server
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,6 +81,9 @@ def test_command_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
 # -- URL ----------------------------------------------------------------------------------------
 
 
+DRIPPED = [0]  # bytes /drip has sent so far
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == "/dump":
@@ -103,6 +107,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(b"%x\r\n" % len(DUMP) + DUMP[: len(DUMP) // 2])
             self.close_connection = True
+        elif self.path == "/drip":  # a byte at a time, each well within the socket timeout, for seconds
+            self.send_response(200)
+            self.send_header("Content-Length", "40")
+            self.end_headers()
+            try:
+                for _ in range(40):
+                    DRIPPED[0] += 1
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.15)
+            except OSError:
+                return  # the client gave up
         elif self.path == "/redirect":
             self.send_response(302)
             self.send_header("Location", "/dump")
@@ -168,6 +184,15 @@ def test_an_answer_cut_short_is_a_source_error(http_url: str) -> None:
         fetch_url(f"{http_url}/cut", timeout=10, max_bytes=10_000)
     with pytest.raises(SourceError, match=r"url .*/cut-chunked: the answer ended early"):
         fetch_url(f"{http_url}/cut-chunked", timeout=10, max_bytes=10_000)
+
+
+def test_a_server_that_drips_its_answer_is_stopped_at_the_timeout(http_url: str) -> None:
+    # Each byte comes within the socket timeout, so only a deadline over the whole fetch stops it
+    # (the answer takes 6 s; a read that waits for a whole chunk sees it through, and only then gives up).
+    DRIPPED[0] = 0
+    with pytest.raises(SourceError, match=r"/drip: no complete answer within 1s"):
+        fetch_url(f"{http_url}/drip", timeout=1, max_bytes=1000)
+    assert DRIPPED[0] < 40, "the fetch gave up only once the whole answer was in"
 
 
 def test_url_credentials(http_url: str) -> None:

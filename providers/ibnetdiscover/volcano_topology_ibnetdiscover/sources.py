@@ -121,8 +121,11 @@ def _read_bounded(stream: IO[bytes] | None, max_bytes: int, deadline: float | No
         return b"", False
     chunks: list[bytes] = []
     total = 0
+    # read1: what one read of the socket or pipe gives. read(CHUNK) waits for a whole chunk, so a server
+    # sending a byte now and then, each within the socket timeout, would hold a fetch far past `deadline`.
+    read = getattr(stream, "read1", stream.read)
     while True:
-        chunk = stream.read(CHUNK)
+        chunk = read(CHUNK)
         if not chunk:
             return b"".join(chunks), False
         total += len(chunk)
