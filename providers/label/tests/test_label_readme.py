@@ -131,3 +131,19 @@ def test_the_readme_tables_match_the_settings_and_the_gauges() -> None:
     assert "(default 5m)" in example("entry") and LabelProvider.interval == 300.0
     built = analyse({}, defaults)
     assert set(table("## Metrics")) == set(built.gauges())
+
+
+def test_discover_accepts_the_roots_of_types_of_different_depth(tmp_path: Path) -> None:
+    entry = tmp_path / "entry.yaml"
+    entry.write_text(yaml.safe_dump({"networkTopologyDiscovery": [{"source": "label", "config": {
+        "networkTopologyTypes": {
+            "deep": [{"nodeLabel": "spine"}, {"nodeLabel": "leaf"}, {"nodeLabel": "kubernetes.io/hostname"}],
+            "flat": [{"nodeLabel": "pod"}, {"nodeLabel": "kubernetes.io/hostname"}],
+        }}}]}))  # fmt: skip
+    nodes = tmp_path / "nodes.yaml"
+    nodes.write_text(yaml.safe_dump({"d0": {"spine": "s", "leaf": "l"}, "f0": {"pod": "p"}}))
+    done = subprocess.run([*CLI, "discover", "label", "--config", str(entry), "--nodes", str(nodes), "-o", "tree"],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert set(tree_of(done.stdout)) == {"deep-s", "deep-l", "flat-p"}
+    assert "orphan" not in (done.stdout + done.stderr).lower()
