@@ -12,10 +12,13 @@ and the Secrets it references, and makes the running providers match:
   its HyperNodes are kept.
 
 Providers and writes run only while this replica leads (``start_leading``/``stop_leading``).
-Status (the ``Synced`` condition, and ``nodeCount`` when enabled) is written only to
-HyperNodes owned by a provider this operator runs, only when it differs, under a status
-field manager of its own (``volcano-topology/<provider>/status``), and conditional on the
-resourceVersion it was computed from.
+Every replica keeps the watch-fed HyperNode cache (so a standby that takes over starts from
+a warm view); the writer and the status writer read it instead of listing. A HyperNode of a
+running provider that the watch shows changed or deleted is handed to that provider's writer
+to reconcile by name (drift repair). Status (the ``Synced`` condition, and ``nodeCount`` when
+enabled) is written only to HyperNodes owned by a provider this operator runs, only when it
+differs, under a status field manager of its own (``volcano-topology/<provider>/status``),
+and conditional on the resourceVersion it was computed from (see ``statuswriter``).
 
 Coexistence with Volcano: Volcano's controller runs its built-in discoverers for every
 enabled entry of its own ConfigMap and deletes the HyperNodes of that source it did not
@@ -31,23 +34,23 @@ import contextlib
 import hashlib
 import json
 import logging
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from kubernetes import client
 
-from volcano_topology import ownership, registry
+from volcano_topology import registry
 from volcano_topology.config import ConfigError, Configuration, DiscoveryEntry, parse_configuration
-from volcano_topology.kube import ClusterClient, HyperNodeClient, KubeError, NotLeading
+from volcano_topology.hypernodecache import HyperNodeCache, Seen
+from volcano_topology.kube import ClusterClient, HyperNodeClient, KubeError
 from volcano_topology.nodewatch import NodeCache
-from volcano_topology.plan import DeletionGuard, Observed
+from volcano_topology.plan import DeletionGuard
 from volcano_topology.provider import Event
 from volcano_topology.retries import RetryPolicy
 from volcano_topology.runner import ProviderRun
-from volcano_topology.status import condition, node_count, status_differs
+from volcano_topology.status import SyncState
+from volcano_topology.statuswriter import StatusScope, StatusWriter
 from volcano_topology.writer import Writer, WriterSettings
 
 log = logging.getLogger(__name__)
@@ -142,13 +145,16 @@ class Controller:
         # an operator that needs no Node is not given the right to list them.
         self.nodes = NodeCache(api)
         self._node_pokes: asyncio.Task[None] | None = None
-        # HyperNodes as the operator's watch last delivered them (``observe``); used once ``watch_fed`` is set.
-        self.watch_fed = False
-        self.seen: dict[str, dict[str, Any]] = {}
-        self._observed: dict[str, tuple[str, Observed]] = {}
-        self._counts: dict[str, tuple[tuple[str, int], int]] = {}
+        # Every HyperNode, from one LIST and a WATCH: what the writer plans from and status is computed from.
+        self.hypernodes = HyperNodeCache(api)
+        self.hypernodes.subscribe(self._hypernode_changed)
         self.cluster = ClusterClient(api)
-        self._status: tuple[float, HyperNodeClient, ClusterClient] | None = None
+        self._status_client: tuple[float, int, ClusterClient] | None = None
+        self.status = StatusWriter(
+            self.hypernodes, self.nodes, self.cluster, self._status_scope, notify=self._notify
+        )  # the client is replaced by one sized from the configuration (``_status_writer_for``)
+        self.hypernodes.subscribe(self.status.seen)
+        self._status_task: asyncio.Task[None] | None = None
         self._stopping: asyncio.Task[None] | None = None
         self._cleanup: set[str] = set()  # removed providers whose HyperNodes still have to be deleted
         self.state = ControllerState()
@@ -168,6 +174,8 @@ class Controller:
         self._poke.set()
 
     async def run(self) -> None:
+        self.hypernodes.start()
+        self._status_task = asyncio.create_task(self.status.run(), name="status")
         while True:
             try:
                 await self.step()
@@ -183,7 +191,8 @@ class Controller:
             self._watch_nodes_if_needed()
             if self.leading:
                 await self._reconcile_providers()
-                await self._update_status()
+                self._status_writer_for()
+                self.status.dirty(None)  # the level-triggered full pass; changes mark their names sooner
 
     async def start_leading(self) -> None:
         self.leading = True
@@ -213,9 +222,11 @@ class Controller:
             await asyncio.gather(*(r.run.stop(grace=2.0, drain=drain) for r in self.runs.values()))
             self.runs.clear()
         self.nodes.stop()
-        if self._node_pokes is not None:
-            self._node_pokes.cancel()
-            await asyncio.gather(self._node_pokes, return_exceptions=True)
+        self.hypernodes.stop()
+        for task in (self._node_pokes, self._status_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
     def needs_nodes(self) -> list[str]:
         """What in the configuration needs the Node view (empty: nothing, so Nodes are never listed)."""
@@ -238,8 +249,7 @@ class Controller:
             seen = await self.nodes.changed(seen)
             config = self.state.config
             if config is not None and config.operator.status.node_count:
-                await asyncio.sleep(0.2)
-                self.poke()
+                self.status.dirty(None)  # counts are cached per spec and Node-view generation: cheap
 
     def writer_problems(self) -> list[str]:
         """Writers with work waiting and no batch finished lately (readiness)."""
@@ -380,6 +390,8 @@ class Controller:
                 dry_run=self.dry_run or settings.dry_run,
             ),
             gate=lambda: self.gate(),
+            cache=self.hypernodes,
+            on_mark=self.status.dirty,
         )
 
     async def _reconcile_providers(self) -> None:
@@ -432,108 +444,49 @@ class Controller:
 
     # -- status ----------------------------------------------------------------------
 
-    async def _update_status(self) -> None:
+    def _status_scope(self) -> StatusScope | None:
+        """What the status writer may write now: nothing while not leading or in a dry run."""
         config = self.state.config
-        if config is None or self.dry_run or config.operator.dry_run:
-            return
+        if config is None or not self.leading or self.dry_run or config.operator.dry_run:
+            return None
         wanted = config.operator.status
-        if not (wanted.conditions or wanted.node_count):
-            return
-        hypernodes, status_client = self._status_clients(config.operator.request_timeout)
-        if self.watch_fed:
-            items = list(self.seen.values())
-        else:  # no watch feeds this controller (embedded without the operator): read them
-            items = await hypernodes.list()
-        observed = [self._parsed(item) for item in items]
         # Only objects of providers running here: another operator's objects are not ours to describe.
-        owned = [o for o in observed if o.owner in self.runs and o.hypernode is not None]
-        # Counted only from a synced view: a count from a half-listed cluster would be written as fact.
-        count_nodes = wanted.node_count and self.nodes.synced()
-        nodes = self.nodes.labels() if count_nodes else {}
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        raw = {item["metadata"]["name"]: item for item in items}
-        for item in owned:
-            assert item.owner is not None and item.hypernode is not None
-            current = raw[item.name].get("status") or {}
-            desired: dict[str, Any] = {}
-            if count_nodes:
-                desired["nodeCount"] = self._node_count(item, nodes)
-            state = self.runs[item.owner].run.channel.sync.get(item.name)
-            if wanted.conditions and state is not None:
-                generation = raw[item.name]["metadata"].get("generation")
-                desired["conditions"] = [condition(state, current.get("conditions"), generation, now)]
-                await self._notify(item.name, state.synced, state.reason, state.message)
-            if desired and status_differs(desired, current) and self.gate():
-                try:
-                    await status_client.apply_hypernode_status(
-                        item.name, desired, ownership.status_manager(item.owner),
-                        resource_version=item.resource_version, gate=self.gate,
-                    )  # fmt: skip
-                except KubeError as exc:
-                    if exc.status == 404:  # gone while the watch was away: forget it
-                        self.observe({"metadata": {"name": item.name}}, deleted=True)
-                        continue
-                    # 409: the object changed since it was read; the next pass computes it afresh.
-                    log.log(logging.INFO if exc.status == 409 else logging.WARNING,
-                            "status of HyperNode %s not written: %s", item.name, exc)  # fmt: skip
-                except NotLeading:
-                    return
+        sync = {source: running.run.channel.sync for source, running in self.runs.items()}
+        return StatusScope(wanted.conditions, wanted.node_count, sync, self.gate)
 
-    def observe(self, body: Mapping[str, Any], deleted: bool) -> None:
-        """A HyperNode as the operator's watch delivered it: the status pass reads these instead of listing."""
-        metadata = body.get("metadata") or {}
-        name = metadata.get("name")
-        if not name:
+    def _status_writer_for(self) -> None:
+        """Status requests on threads of their own, as many as the writer's, with the writes' timeout."""
+        config = self.state.config
+        assert config is not None
+        key = (config.operator.request_timeout, config.operator.concurrency)
+        if self._status_client is None or self._status_client[:2] != key:
+            if self._status_client is not None:
+                self._status_client[2].close()
+            status = ClusterClient(self.api, timeout=key[0], concurrency=key[1], name="status-requests")
+            self._status_client = (*key, status)
+            self.status.client, self.status.concurrency = status, key[1]
+
+    def _hypernode_changed(self, seen: Seen, deleted: bool) -> None:
+        """The watch brought a change to a HyperNode: its provider's writer reconciles it by name.
+
+        The writer decides later, against the provider's latest desired state, whether this was
+        drift at all: the echo of its own write or delete is not.
+        """
+        owner = seen.observed.owner
+        if not self.leading or owner is None or owner not in self.runs:
             return
-        if deleted:
-            self.seen.pop(name, None)
-            self._observed.pop(name, None)
-            self._counts.pop(name, None)
-            return
-        # managedFields are most of an object's size and the status pass does not read them.
-        self.seen[name] = {**body, "metadata": {k: v for k, v in metadata.items() if k != "managedFields"}}
+        self.runs[owner].run.channel.suspect(seen.observed.name, seen.resource_version, deleted=deleted)
 
-    def _parsed(self, item: Mapping[str, Any]) -> Observed:
-        """``Observed.from_dict``, once per object version: validating every object on every pass is the cost."""
-        metadata = item["metadata"]
-        name, version = metadata["name"], metadata.get("resourceVersion", "")
-        cached = self._observed.get(name)
-        if cached is None or cached[0] != version:
-            cached = self._observed[name] = (version, Observed.from_dict(item))
-        return cached[1]
-
-    def _node_count(self, item: Observed, nodes: Mapping[str, Mapping[str, str]]) -> int:
-        """Counted again only when the object or the Node view changed."""
-        assert item.hypernode is not None
-        key = (item.resource_version, self.nodes.generation)
-        cached = self._counts.get(item.name)
-        if cached is None or cached[0] != key:
-            cached = self._counts[item.name] = (key, node_count(item.hypernode, nodes))
-        return cached[1]
-
-    def _status_clients(self, timeout: float) -> tuple[HyperNodeClient, ClusterClient]:
-        """Clients for status, kept across passes; their timeout is the writes' so the fence covers them."""
-        if self._status is None or self._status[0] != timeout:
-            if self._status is not None:
-                self._status[1].close()
-                self._status[2].close()
-            self._status = (
-                timeout,
-                HyperNodeClient(self.api, concurrency=2, timeout=timeout),
-                ClusterClient(self.api, timeout=timeout, concurrency=2, name="status-requests"),
-            )
-        return self._status[1], self._status[2]
-
-    async def _notify(self, name: str, synced: bool, reason: str, message: str) -> None:
+    async def _notify(self, name: str, state: SyncState) -> None:
         """A Warning Event on a HyperNode that stopped being in sync (once per distinct problem)."""
-        key = "" if synced else f"{reason}:{message}"
+        key = "" if state.synced else f"{state.reason}:{state.message}"
         if self._notified.get(name, "") == key:
             return
         self._notified[name] = key
-        if synced:
+        if state.synced:
             return
         involved = {"kind": "HyperNode", "apiVersion": "topology.volcano.sh/v1alpha1", "name": name}
         try:
-            await self.cluster.post_event(involved, reason, message)
+            await self.cluster.post_event(involved, state.reason, state.message)
         except KubeError as exc:
             log.warning("could not post an Event about HyperNode %s: %s", name, exc)

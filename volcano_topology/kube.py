@@ -373,7 +373,7 @@ class ClusterClient:
         *,
         resource_version: str | None = None,
         gate: Gate | None = None,
-    ) -> None:
+    ) -> dict[str, Any]:
         """Server-side apply of the fields of ``status`` this manager owns (through the /status subresource).
 
         With ``resource_version`` the write is conditional: the server answers 409 (``KubeError``
@@ -384,7 +384,9 @@ class ClusterClient:
         if resource_version is not None:
             metadata["resourceVersion"] = resource_version
         body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "HyperNode", "metadata": metadata, "status": status}
-        await self._call(
+        response = await self._call(
             self._objects.patch_cluster_custom_object_status, GROUP, VERSION, PLURAL, name, body,
             field_manager=manager, force=True, _content_type="application/apply-patch+yaml", gate=gate,
         )  # fmt: skip
+        answer: dict[str, Any] = response or {}
+        return answer  # the object as written: its new resourceVersion

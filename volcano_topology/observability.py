@@ -95,6 +95,20 @@ class ControllerCollector(Collector):
             yield CounterMetricFamily(
                 f"{PREFIX}_node_lists", "Full LISTs of Nodes (one at start, one per expired watch)", value=nodes.lists
             )
+        cache = c.hypernodes
+        yield GaugeMetricFamily(
+            f"{PREFIX}_hypernodes_watched", "HyperNodes in the operator's cache", value=len(cache.items())
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_hypernode_lists", "Full LISTs of HyperNodes (one at start, one per expired watch)",
+            value=cache.lists,
+        )  # fmt: skip
+        status = c.status.stats
+        yield CounterMetricFamily(f"{PREFIX}_status_writes", "HyperNode status writes", value=status.writes)
+        yield CounterMetricFamily(
+            f"{PREFIX}_status_conflicts", "Status writes refused because the object had changed (recomputed)",
+            value=status.conflicts,
+        )  # fmt: skip
         yield GaugeMetricFamily(f"{PREFIX}_leader", "1 while this replica leads and writes", value=int(self.leader()))
         yield CounterMetricFamily(
             f"{PREFIX}_config_errors", "Configuration problems found", value=c.state.config_errors_total

@@ -1,13 +1,15 @@
 """``volcano-topology run``: the kopf operator around the controller.
 
-kopf here only watches events of HyperNodes (to put back what someone changed in an owned
-object); event handlers write nothing to the objects, so kopf adds no annotation or
-finalizer to them. Nodes are not watched through kopf, whose per-object machinery does not
-keep up with tens of thousands of Nodes: the controller's
-:class:`~volcano_topology.nodewatch.NodeCache` (names and labels only) watches them when
-the configuration needs them. The controller runs as a task started from the startup handler;
-a ``coordination.k8s.io`` Lease decides which replica runs providers and writes (kopf's
-peering only pauses watches, it is not leader election).
+kopf runs the process: login, startup and cleanup handlers, signals. It watches no resource:
+its per-object machinery (an event queue and worker per object) was measured to dominate the
+operator's CPU on a large fabric and never to finish listing 16,384 Nodes. HyperNodes and
+Nodes are kept instead by plain LIST + WATCH caches of the controller
+(:class:`~volcano_topology.hypernodecache.HyperNodeCache`, always;
+:class:`~volcano_topology.nodewatch.NodeCache`, names and labels only, when the configuration
+needs Nodes), so kopf never adds an annotation or finalizer to anything. The controller runs
+as a task started from the startup handler; a ``coordination.k8s.io`` Lease decides which
+replica runs providers and writes (kopf's peering only pauses watches, it is not leader
+election).
 """
 
 from __future__ import annotations
@@ -22,8 +24,7 @@ from typing import Any
 
 import kopf
 
-from volcano_topology import kube, ownership
-from volcano_topology.api import GROUP, PLURAL, VERSION
+from volcano_topology import kube
 from volcano_topology.config import ConfigError, Configuration, parse_configuration
 from volcano_topology.controller import ConfigSource, Controller
 from volcano_topology.kube import ClusterClient
@@ -53,15 +54,14 @@ class Runtime:
     elector: LeaderElector | None
     health: HealthServer
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     def is_leader(self) -> bool:
         return self.elector.is_leader() if self.elector is not None else self.controller.leading
 
     def caches_synced(self) -> bool:
-        """HyperNode events seen (or the grace passed), and the Node view listed when Nodes are watched."""
+        """HyperNodes listed, and the Node view listed when Nodes are watched."""
         nodes = self.controller.nodes
-        return self.ready.is_set() and (not nodes.started or nodes.synced())
+        return self.controller.hypernodes.synced() and (not nodes.started or nodes.synced())
 
 
 def initial_configuration(source: ConfigSource, cluster: ClusterClient) -> Configuration:
@@ -140,13 +140,6 @@ def build_registry() -> kopf.OperatorRegistry:
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         await stop_runtime(memo.runtime)
 
-    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-    async def hypernode_changed(memo: kopf.Memo, body: kopf.Body, **kwargs: Any) -> None:
-        memo.runtime.ready.set()
-        raw = dict(body)
-        memo.runtime.controller.observe(raw, deleted=kwargs.get("type") == "DELETED")
-        await put_back_drift(memo.runtime, raw, kwargs.get("type"))
-
     return registry
 
 
@@ -159,7 +152,6 @@ async def start_runtime(options: RunOptions, api: Any, config: Configuration) ->
         host=options.health_address,
     )  # fmt: skip
     runtime = Runtime(options, controller, None, health)
-    controller.watch_fed = True  # the HyperNode event handler feeds controller.observe()
     # Before anything campaigns or writes: a port in use is a configuration error, not worth retrying.
     try:
         await health.start()
@@ -184,18 +176,11 @@ async def start_runtime(options: RunOptions, api: Any, config: Configuration) ->
         runtime.tasks.append(asyncio.create_task(runtime.elector.run(), name="leader-election"))
     else:
         await controller.start_leading()
-    # Caches count as synced once kopf delivered the first watch event, or after a short grace for empty clusters.
-    runtime.tasks.append(asyncio.create_task(_grace(runtime.ready, 5.0), name="cache-grace"))
     health.add_liveness_check("writers not stuck", controller.writers_alive)
     runtime.tasks.append(asyncio.create_task(controller.run(), name="controller"))
     log.warning("volcano-topology %s started (%s); configuration from %s", options.identity,
                 "leader election on" if runtime.elector else "no leader election", options.source)  # fmt: skip
     return runtime
-
-
-async def _grace(flag: asyncio.Event, seconds: float) -> None:
-    await asyncio.sleep(seconds)
-    flag.set()
 
 
 async def stop_runtime(runtime: Runtime) -> None:
@@ -211,19 +196,3 @@ async def stop_runtime(runtime: Runtime) -> None:
     await asyncio.gather(*runtime.tasks, return_exceptions=True)
     await runtime.health.stop()
     log.warning("stopped")
-
-
-async def put_back_drift(runtime: Runtime, body: dict[str, Any], change: str | None) -> None:
-    """An owned HyperNode changed or went: ask its provider's writer to reconcile it by name.
-
-    The writer decides later, against the provider's latest desired state, whether this was
-    drift at all: the echo of its own write or delete is not.
-    """
-    controller = runtime.controller
-    metadata = body.get("metadata") or {}
-    provider = ownership.owner_of(metadata.get("labels") or {})
-    name = metadata.get("name")
-    if not controller.leading or provider is None or provider not in controller.runs or name is None:
-        return
-    channel = controller.runs[provider].run.channel
-    channel.suspect(name, metadata.get("resourceVersion"), deleted=change == "DELETED")

@@ -50,6 +50,7 @@ from typing import Any
 
 from volcano_topology import ownership
 from volcano_topology.api import GROUP, VERSION, HyperNode
+from volcano_topology.hypernodecache import HyperNodeCache
 from volcano_topology.kube import HyperNodeClient, KubeError
 from volcano_topology.kube import NotLeading as KubeNotLeading
 from volcano_topology.plan import (
@@ -169,10 +170,14 @@ class ProviderChannel:
     disowned: set[str] = field(default_factory=set)
     last_progress: float = field(default_factory=time.monotonic)
     busy_since: float | None = None
+    on_mark: Callable[[list[str]], None] | None = None  # told which names' Synced state was just set
 
     def mark(self, names: Iterable[str], synced: bool, reason: str, message: str) -> None:
+        names = list(names)
         for name in names:
             self.sync[name] = SyncState(synced, reason, message)
+        if self.on_mark is not None and names:
+            self.on_mark(names)
 
     def suspect(self, name: str, resource_version: str | None, *, deleted: bool) -> None:
         """The watch saw ``name`` change or go: reconcile it against the latest desired state, soon."""
@@ -263,13 +268,22 @@ NotLeading = KubeNotLeading
 
 class Writer:
     def __init__(
-        self, client: HyperNodeClient, settings: WriterSettings | None = None, gate: Callable[[], bool] | None = None
+        self,
+        client: HyperNodeClient,
+        settings: WriterSettings | None = None,
+        gate: Callable[[], bool] | None = None,
+        cache: HyperNodeCache | None = None,
+        on_mark: Callable[[list[str]], None] | None = None,
     ) -> None:
         self.client = client
         self.settings = settings or WriterSettings()
         self.channels: dict[str, ProviderChannel] = {}
         # Checked before every request that writes: the fence that keeps a deposed leader from writing.
         self.gate = gate or (lambda: True)
+        # The operator's watch-fed view of the cluster (written through by every write here). Without one
+        # (one-shot uses: a removed provider's cleanup, tests) each batch LISTs.
+        self.cache = cache
+        self.on_mark = on_mark  # status follows: each channel tells it which names' Synced state changed
         # The last LIST's objects, parsed: an object whose resourceVersion did not change is not validated again.
         self._parsed: dict[str, tuple[str, Observed]] = {}
 
@@ -279,6 +293,7 @@ class Writer:
             asyncio.Queue(self.settings.queue_size),
             asyncio.Queue(self.settings.reply_queue_size),
             transform=transform,
+            on_mark=self.on_mark,
         )
         self.channels[provider] = channel
         return channel
@@ -751,7 +766,9 @@ class Writer:
             current = None if isinstance(op, Create) else op.observed
         if fresh:
             raw = await self.client.get(name)
-            current = Observed.from_dict(raw) if raw is not None else None
+            if raw is None and current is not None:
+                self._forget(name, current.resource_version)
+            current = self._record(raw) if raw is not None else None
             others = _other_managers(raw, channel.manager) if raw is not None and isinstance(op, Create) else set()
             if others and current is not None and current.owner == provider and name not in written:
                 # A create of ours that came back with someone else's fields: a twin made meanwhile, whose
@@ -771,6 +788,7 @@ class Writer:
                 gone = await self.client.delete(name, current.uid, current.resource_version)
             except KubeError as exc:
                 raise _stale_if_conflict(exc) from exc
+            self._forget(name, current.resource_version)
             if gone:
                 channel.deleted.add(name)
             stats.writes["delete"] += gone
@@ -786,6 +804,7 @@ class Writer:
                 applied = await self.client.apply(desired.to_dict(), channel.manager, force=False)
             except KubeError as exc:
                 raise _stale_if_conflict(exc) from exc
+            self._record(applied)
             others = _other_managers(applied, channel.manager)
             if others:
                 # Someone created it meanwhile with exactly our values, so the apply did not conflict:
@@ -810,7 +829,7 @@ class Writer:
         version = str((applied.get("metadata") or {}).get("resourceVersion", ""))
         channel.wrote(name, version)
         channel.deleted.discard(name)
-        written[name] = Observed.from_dict(applied)
+        written[name] = self._record(applied)
         if not _is_release(op):
             channel.owned[name] = desired
 
@@ -819,14 +838,14 @@ class Writer:
         channel.disowned.add(name)
         async for attempt in self.settings.retry.retrying():
             with attempt:
-                await self.client.apply(_empty_apply(name), channel.manager, force=False)
+                self._record(await self.client.apply(_empty_apply(name), channel.manager, force=False))
         channel.disowned.discard(name)
 
     async def _settle_disowned(self, channel: ProviderChannel) -> None:
         """Try again to give back what a failed give-back left labelled as ours (once per batch)."""
         for name in sorted(channel.disowned):
             with contextlib.suppress(KubeError):
-                await self.client.apply(_empty_apply(name), channel.manager, force=False)
+                self._record(await self.client.apply(_empty_apply(name), channel.manager, force=False))
                 channel.disowned.discard(name)
 
     # -- helpers ---------------------------------------------------------------------
@@ -846,17 +865,38 @@ class Writer:
 
     async def _observe(self, channel: ProviderChannel | None = None) -> dict[str, Observed]:
         """The cluster's HyperNodes; with ``channel``, its disowned objects count as someone else's."""
-        async for attempt in self.settings.retry.retrying():
-            with attempt:
-                items = await self.client.list()
-        observed = {o.name: o for o in map(self._parse, items)}
-        for name in [n for n in self._parsed if n not in observed]:
-            del self._parsed[name]
+        if self.cache is not None:
+            observed = await self._cached()
+        else:
+            async for attempt in self.settings.retry.retrying():
+                with attempt:
+                    items = await self.client.list()
+            observed = {o.name: o for o in map(self._parse, items)}
+            for name in [n for n in self._parsed if n not in observed]:
+                del self._parsed[name]
         for name in channel.disowned if channel is not None else ():
             current = observed.get(name)
             if current is not None and current.owner == channel.name:  # type: ignore[union-attr]
                 observed[name] = dataclasses.replace(current, owner=None)
         return observed
+
+    async def _cached(self) -> dict[str, Observed]:
+        """The watch-fed view, once it has listed: planning from a view that has not is planning from nothing."""
+        assert self.cache is not None
+        if not self.cache.synced():
+            try:
+                await asyncio.wait_for(self.cache.wait_synced(), self.settings.retry.deadline)
+            except TimeoutError:
+                raise StaleRead("the HyperNode watch has not listed the cluster yet") from None
+        return self.cache.observed()
+
+    def _record(self, obj: Mapping[str, Any]) -> Observed:
+        """An object the API server just answered with, parsed; the cache (if any) keeps it too."""
+        return self.cache.record(obj).observed if self.cache is not None else Observed.from_dict(obj)
+
+    def _forget(self, name: str, resource_version: str) -> None:
+        if self.cache is not None:
+            self.cache.forget(name, resource_version)
 
     def _parse(self, item: dict[str, Any]) -> Observed:
         metadata = item.get("metadata") or {}

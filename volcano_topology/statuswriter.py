@@ -1,0 +1,165 @@
+"""Status of owned HyperNodes (the ``Synced`` condition, ``nodeCount``), written on change.
+
+Computed from the watch-fed :class:`~volcano_topology.hypernodecache.HyperNodeCache`, never
+from a LIST. Names are marked dirty by what can change their status -- the writer marking an
+object synced or not, the watch bringing a new version, the Node view changing (``nodeCount``)
+-- and after a short pause (so a burst is one pass) the dirty ones are computed and written,
+concurrently. A full pass over every owned object also runs at each controller step, so a
+missed mark costs seconds, not correctness (level-triggered).
+
+Written only to HyperNodes owned by a provider this operator runs, only when the fields we
+write differ, under the status field manager of that provider, and conditional on the
+resourceVersion the status was computed from; the answer goes back into the cache, so the
+writer's next conditional write starts from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from volcano_topology import ownership
+from volcano_topology.hypernodecache import HyperNodeCache, Seen
+from volcano_topology.kube import ClusterClient, KubeError, NotLeading
+from volcano_topology.nodewatch import NodeCache
+from volcano_topology.status import SyncState, condition, node_count, status_differs
+
+log = logging.getLogger(__name__)
+
+Notify = Callable[[str, SyncState], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class StatusScope:
+    """What the status pass may do now (``None`` from the scope function: nothing, e.g. not leading)."""
+
+    conditions: bool
+    node_count: bool
+    sync: Mapping[str, Mapping[str, SyncState]]  # provider -> name -> its Synced state (providers run here)
+    gate: Callable[[], bool]
+
+
+@dataclass
+class StatusStats:
+    writes: int = 0
+    conflicts: int = 0
+    passes: int = 0
+
+
+@dataclass
+class StatusWriter:
+    cache: HyperNodeCache
+    nodes: NodeCache
+    client: ClusterClient
+    scope: Callable[[], StatusScope | None]
+    notify: Notify | None = None
+    debounce: float = 0.1
+    concurrency: int = 8
+    stats: StatusStats = field(default_factory=StatusStats)
+    _dirty: set[str] = field(default_factory=set)
+    _all: bool = False
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _counts: dict[str, tuple[tuple[str, int], int]] = field(default_factory=dict)
+
+    def dirty(self, names: Iterable[str] | None = None) -> None:
+        """Recompute these names (None: every owned object) soon."""
+        if names is None:
+            self._all = True
+        else:
+            self._dirty.update(names)
+        self._wake.set()
+
+    def seen(self, seen: Seen, deleted: bool) -> None:
+        """A cache listener: a new version may need a new status; a deleted one needs nothing, ever."""
+        name = seen.observed.name
+        if deleted:
+            self._counts.pop(name, None)
+            self._dirty.discard(name)
+        else:
+            self.dirty([name])
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(self.debounce)
+            self._wake.clear()
+            try:
+                await self.write_pass()
+            except Exception:
+                log.exception("status pass failed; trying again at the next change")
+
+    async def write_pass(self) -> None:
+        """Compute the status of the dirty names (or of all) and write those that differ."""
+        names: Iterable[str] | None = None if self._all else self._dirty
+        self._all, self._dirty = False, set()
+        scope = self.scope()
+        if scope is None or not (scope.conditions or scope.node_count) or not self.cache.synced():
+            return
+        self.stats.passes += 1
+        items = self.cache.items()
+        candidates = list(items) if names is None else [n for n in names if n in items]
+        # Counted only from a synced view: a count from a half-listed cluster would be written as fact.
+        count_nodes = scope.node_count and self.nodes.synced()
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        writes: list[tuple[Seen, str, dict[str, Any]]] = []
+        for name in candidates:
+            seen = items[name]
+            owner = seen.observed.owner
+            if owner is None or owner not in scope.sync or seen.observed.hypernode is None:
+                continue  # not ours to describe: another operator's, a manual one, or not ours any more
+            desired: dict[str, Any] = {}
+            if count_nodes:
+                desired["nodeCount"] = self._node_count(seen)
+            state = scope.sync[owner].get(name)
+            if scope.conditions and state is not None:
+                conditions = seen.status.get("conditions")
+                desired["conditions"] = [condition(state, conditions, seen.generation, now)]
+                if self.notify is not None:
+                    await self.notify(name, state)
+            if desired and status_differs(desired, seen.status):
+                writes.append((seen, owner, desired))
+        if not writes or not scope.gate():
+            return
+        limit = asyncio.Semaphore(self.concurrency)
+
+        async def write(seen: Seen, owner: str, desired: dict[str, Any]) -> None:
+            async with limit:
+                await self._write(seen, owner, desired, scope.gate)
+
+        for result in await asyncio.gather(*(write(*w) for w in writes), return_exceptions=True):
+            if isinstance(result, Exception) and not isinstance(result, NotLeading):
+                log.error("status write failed unexpectedly: %r", result)
+
+    async def _write(self, seen: Seen, owner: str, desired: dict[str, Any], gate: Callable[[], bool]) -> None:
+        name = seen.observed.name
+        try:
+            answer = await self.client.apply_hypernode_status(
+                name, desired, ownership.status_manager(owner), resource_version=seen.resource_version, gate=gate
+            )
+        except KubeError as exc:
+            if exc.status == 404:  # gone meanwhile: the watch says so soon
+                return
+            if exc.status == 409:  # changed since it was seen: computed again from the newer version
+                self.stats.conflicts += 1
+                log.info("status of HyperNode %s not written: %s", name, exc)
+                self.dirty([name])
+                return
+            log.warning("status of HyperNode %s not written: %s", name, exc)
+            self.dirty([name])  # retried at the next pass
+            return
+        self.stats.writes += 1
+        if answer:
+            self.cache.record(answer)
+
+    def _node_count(self, seen: Seen) -> int:
+        """Counted again only when the spec or the Node view changed."""
+        assert seen.observed.hypernode is not None
+        key = (str(seen.generation or seen.resource_version), self.nodes.generation)
+        cached = self._counts.get(seen.observed.name)
+        if cached is None or cached[0] != key:
+            cached = self._counts[seen.observed.name] = (key, node_count(seen.observed.hypernode, self.nodes.labels()))
+        return cached[1]
