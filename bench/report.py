@@ -1,0 +1,217 @@
+"""bench/RESULTS.md and bench/scale.png from one raw result file: ``python -m bench.report FILE``."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+
+
+def machine() -> dict[str, Any]:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "?")
+    mem = next((line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemTotal")), "0")  # fmt: skip
+    versions: dict[str, str] = {"python": platform.python_version(), "kernel": platform.release()}
+    for name in ("kopf", "kubernetes", "pydantic"):
+        try:
+            from importlib.metadata import version
+
+            versions[name] = version(name)
+        except Exception:
+            versions[name] = "?"
+    try:
+        from volcano_topology.controlplane.build import ensure_binaries
+
+        binaries = ensure_binaries(build=False)
+        for label, path in (("kube-apiserver", binaries.kube_apiserver), ("etcd", binaries.etcd)):
+            answer = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=10)
+            versions[label] = (answer.stdout or answer.stderr).strip().splitlines()[0]
+    except Exception as exc:
+        versions["control-plane"] = f"? ({exc})"
+    return {"cpu": model, "cores": cpuinfo.count("processor\t:"), "memoryGiB": round(int(mem) / 2**20, 1),
+            "versions": versions}  # fmt: skip
+
+
+def rows(raw: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per (fabric, scenario): the median of repetitions, the baseline's median beside the cold sync."""
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for record in raw["results"]:
+        grouped.setdefault((record["fabric"], record["scenario"]), []).append(record)
+    out = []
+    for (fabric, scenario), records in grouped.items():
+        seconds = [r["seconds"] for r in records if r.get("seconds") is not None]
+        row = {
+            "fabric": fabric,
+            "nodes": records[0]["nodes"],
+            "objects": records[0]["objects"],
+            "scenario": scenario,
+            "reps": len(records),
+            "converged": all(r.get("converged", True) for r in records),
+            "seconds": statistics.median(seconds) if seconds else None,
+            "writes": statistics.median(r["hypernodeWrites"] for r in records),
+            "lists": statistics.median(r["hypernodeLists"] for r in records),
+            "requests": sum(sum(r["requests"].values()) for r in records) / len(records),
+            "cpu": statistics.median(r["operatorCpuSeconds"] for r in records),
+            "rss": max(r["operatorPeakRssMiB"] for r in records),
+            "apiserver": statistics.median(r["cpuSeconds"].get("kube-apiserver", 0) for r in records),
+            "etcd": statistics.median(r["cpuSeconds"].get("etcd", 0) for r in records),
+            "extra": records[0],
+        }
+        out.append(row)
+    base = {r["fabric"]: r["seconds"] for r in out if r["scenario"] == "baseline"}
+    for row in out:
+        b = base.get(row["fabric"])
+        if row["scenario"] in ("cold", "baseline") and b and row["seconds"] is not None:
+            row["ratio"] = row["seconds"] / b
+    return out
+
+
+def fmt(value: Any, spec: str = ".2f") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def table(found: list[dict[str, Any]]) -> str:
+    head = ("| fabric | objects | scenario | reps | s | vs baseline | HN writes | HN LISTs | all requests "
+            "| op CPU s | op peak RSS MiB | apiserver CPU s | etcd CPU s |")  # fmt: skip
+    lines = [head, "|" + "---|" * 13]
+    for r in found:
+        seconds = fmt(r["seconds"]) + ("" if r["converged"] else " (not converged)")
+        lines.append(
+            f"| {r['fabric']} | {r['objects']} | {r['scenario']} | {r['reps']} | {seconds} | "
+            f"{fmt(r.get('ratio'), '.2f') + 'x' if r.get('ratio') else '—'} | {r['writes']:g} | {r['lists']:g} | "
+            f"{r['requests']:g} | {r['cpu']:.2f} | {r['rss']:.0f} | {r['apiserver']:.2f} | {r['etcd']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def targets(found: list[dict[str, Any]]) -> list[str]:
+    """Issue 15's targets, each met or missed with the figure."""
+    by = {(r["fabric"], r["scenario"]): r for r in found}
+    out = []
+
+    def check(label: str, row: dict[str, Any] | None, ok: Any, figure: str) -> None:
+        if row is None:
+            out.append(f"- {label}: not measured in this run")
+        else:
+            out.append(f"- {label}: **{'met' if ok(row) else 'missed'}** ({figure.format(**row)})")
+
+    f16, f65 = "fat-tree-16384", "fat-tree-65536"
+    cold16, cold65 = by.get((f16, "cold")), by.get((f65, "cold"))
+    check("16,384: cold sync within 1.2x of the raw baseline", cold16 if cold16 and cold16.get("ratio") else None,
+          lambda r: r["ratio"] <= 1.2, "{seconds:.2f} s, {ratio:.2f}x the baseline")  # fmt: skip
+    for scenario in ("steady", "restart"):
+        check(f"16,384: {scenario}: 0 writes, 0 LISTs beyond the initial one per watch", by.get((f16, scenario)),
+              lambda r: r["writes"] == 0 and r["lists"] <= (0 if r["scenario"] == "steady" else 2),
+              "{writes:g} HyperNode writes, {lists:g} HyperNode LISTs")  # fmt: skip
+    check("16,384: one node moved: exactly 2 writes", by.get((f16, "move-node")), lambda r: r["writes"] == 2,
+          "median {writes:g} HyperNode writes")  # fmt: skip
+    check("16,384: one node moved: converged within 1 s (median)", by.get((f16, "move-node")),
+          lambda r: r["seconds"] is not None and r["seconds"] <= 1.0,
+          "median {seconds} s from the model file write (includes up to 0.2 s of file watch and the scan)")  # fmt: skip
+    check("16,384: operator peak RSS ≤ 150 MiB", by.get((f16, "cold")), lambda r: r["rss"] <= 150,
+          "{rss:.0f} MiB in the cold sync")  # fmt: skip
+    check("16,384 with nodeCount and 16,384 Nodes: peak RSS ≤ 150 MiB", by.get((f16, "node-count")),
+          lambda r: r["rss"] <= 150 and r["converged"], "{rss:.0f} MiB, converged: {converged}")  # fmt: skip
+    check("16,384: 100 deleted Nodes reflected within 2 s", by.get((f16, "node-count-delete-100")),
+          lambda r: r["converged"] and (r["seconds"] or 0) <= 2.0, "{seconds} s, converged: {converged}")  # fmt: skip
+    check("65,536: cold sync within 1.3x of the raw baseline", cold65 if cold65 and cold65.get("ratio") else None,
+          lambda r: r["ratio"] <= 1.3, "{seconds:.2f} s, {ratio:.2f}x the baseline")  # fmt: skip
+    check("65,536: operator peak RSS ≤ 400 MiB", cold65, lambda r: r["rss"] <= 400, "{rss:.0f} MiB in the cold sync")
+    return out
+
+
+def picture(found: list[dict[str, Any]], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed (make bench installs .[bench]): no picture", file=sys.stderr)
+        return False
+    trees = [r for r in found if r["fabric"].startswith("fat-tree-")]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for scenario, style in (("baseline", "k--"), ("cold", "C0-o"), ("failover", "C3-^"), ("move-10pct", "C1-s"),
+                            ("move-node", "C2-d")):  # fmt: skip
+        points = sorted((r["nodes"], r["seconds"]) for r in trees if r["scenario"] == scenario and r["seconds"])
+        if points:
+            left.plot(*zip(*points, strict=True), style, label=scenario)
+    for scenario, style in (("baseline", "k--"), ("cold", "C0-o"), ("steady", "C4-v"), ("restart", "C5-x"),
+                            ("move-node", "C2-d")):  # fmt: skip
+        points = sorted((r["nodes"], max(r["requests"], 0.8)) for r in trees if r["scenario"] == scenario)
+        if points:
+            right.plot(*zip(*points, strict=True), style, label=scenario)
+    for axis, title, unit in ((left, "time to the desired state", "seconds"),
+                              (right, "API requests (the operator's; baseline: its own)", "requests")):  # fmt: skip
+        axis.set_xscale("log", base=2)
+        axis.set_yscale("log")
+        axis.set_xlabel("fabric size (nodes)")
+        axis.set_ylabel(unit)
+        axis.set_title(title)
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def notes_for(found: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for r in found:
+        if not r["converged"]:
+            out.append(f"- {r['fabric']} {r['scenario']}: did **not** converge ({r['extra'].get('note', '')})")
+    return out
+
+
+def write(raw: dict[str, Any], results: Path, png: Path) -> None:
+    found = rows(raw)
+    drew = picture(found, png)
+    m = raw["machine"]
+    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+    dirty = f" plus uncommitted changes to {', '.join(raw['dirty'])}" if raw.get("dirty") else ""
+    text = [
+        "# Scale benchmark results (issue 15)",
+        "",
+        "Written by `python -m bench.scale` (see bench/README.md for what each scenario measures and how).",
+        "",
+        f"- run: {raw['started']}, {raw.get('totalSeconds', 0):.0f} s in all; commit `{raw['commit'][:12]}`{dirty}",
+        f"- command: `{raw['command']}`",
+        f"- machine: {m['cpu']}, {m['cores']} cores, {m['memoryGiB']} GiB; {versions}",
+        "",
+        "## Table",
+        "",
+        "`s`: seconds until the checker's watch showed exactly the desired state (spec and `Synced` status of every",
+        "object), from the operator's process start (cold, failover, node-count), from the model file write",
+        "(changes), from the first request (baseline); for restart, until `/readyz`. Requests: the API server's",
+        "`apiserver_request_total` delta minus the harness's own. Median of `reps`; peak RSS is the maximum.",
+        "",
+        table(found),
+        "",
+        "## Targets",
+        "",
+        *targets(found),
+        "",
+        "## Notes",
+        "",
+        *(notes_for(found) or ["- every scenario converged"]),
+        *(["", "![time and requests against fabric size](scale.png)"] if drew else []),
+        "",
+    ]
+    results.write_text("\n".join(text))
+
+
+def main() -> None:
+    path = Path(sys.argv[1])
+    write(json.loads(path.read_text()), HERE / "RESULTS.md", HERE / "scale.png")
+
+
+if __name__ == "__main__":
+    main()
