@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # is installed (pip install --target DIR) and loads it from there with --provider-path.
 PROVIDERS := $(filter-out providers/example,$(patsubst %/pyproject.toml,%,$(wildcard providers/*/pyproject.toml)))
 
-.PHONY: dev test lint unit integration install control-plane clean
+.PHONY: dev test lint unit integration install control-plane clean bench bench-smoke
 
 $(STAMP): pyproject.toml $(wildcard providers/*/pyproject.toml)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,16 @@ unit: $(STAMP)
 
 integration: control-plane
 	$(BIN)/python -m pytest tests/integration
+
+## Issue 15's scale benchmark (< 25 min on 2 cores): writes bench/results/*.json, bench/RESULTS.md, bench/scale.png.
+## BENCH_ARGS passes options, e.g. make bench BENCH_ARGS="--sizes 16384 --scenarios cold,steady --profile cold".
+bench: control-plane
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench.scale $(BENCH_ARGS)
+
+## The benchmark's quick run: 1,024 nodes, four scenarios, about a minute (no RESULTS.md rewrite).
+bench-smoke: control-plane
+	$(BIN)/python -m bench.scale --smoke --no-report --out test-artifacts/bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts
