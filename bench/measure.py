@@ -277,7 +277,7 @@ class Checker:
                 self.converged_at = None
             elif self.converged_at is None:
                 self.converged_at = at
-                self.cond.notify_all()
+            self.cond.notify_all()  # wait_for() predicates look at every event (e.g. the failover's kill point)
 
     def _run(self) -> None:
         try:

@@ -55,9 +55,12 @@ def rows(raw: dict[str, Any]) -> list[dict[str, Any]]:
             "reps": len(records),
             "converged": all(r.get("converged", True) for r in records),
             "seconds": statistics.median(seconds) if seconds else None,
+            "first": statistics.median(f)
+            if (f := [r["fromFirstWrite"] for r in records if r.get("fromFirstWrite")])
+            else None,
             "writes": statistics.median(r["hypernodeWrites"] for r in records),
             "lists": statistics.median(r["hypernodeLists"] for r in records),
-            "requests": sum(sum(r["requests"].values()) for r in records) / len(records),
+            "requests": statistics.median(sum(r["requests"].values()) for r in records),
             "cpu": statistics.median(r["operatorCpuSeconds"] for r in records),
             "rss": max(r["operatorPeakRssMiB"] for r in records),
             "apiserver": statistics.median(r["cpuSeconds"].get("kube-apiserver", 0) for r in records),
@@ -70,6 +73,7 @@ def rows(raw: dict[str, Any]) -> list[dict[str, Any]]:
         b = base.get(row["fabric"])
         if row["scenario"] in ("cold", "baseline") and b and row["seconds"] is not None:
             row["ratio"] = row["seconds"] / b
+            row["ratioFirst"] = (row["first"] or row["seconds"]) / b
     return out
 
 
@@ -77,16 +81,24 @@ def fmt(value: Any, spec: str = ".2f") -> str:
     return "—" if value is None else format(value, spec)
 
 
+def first_write(row: dict[str, Any]) -> str:
+    if not row["first"]:
+        return "—"
+    return fmt(row["first"]) + (f" ({row['ratioFirst']:.2f}x)" if row.get("ratioFirst") else "")
+
+
 def table(found: list[dict[str, Any]]) -> str:
-    head = ("| fabric | objects | scenario | reps | s | vs baseline | HN writes | HN LISTs | all requests "
-            "| op CPU s | op peak RSS MiB | apiserver CPU s | etcd CPU s |")  # fmt: skip
-    lines = [head, "|" + "---|" * 13]
+    head = ("| fabric | objects | scenario | reps | s | vs baseline | s from 1st write (vs baseline) | HN writes "
+            "| HN LISTs | all requests | op CPU s | op peak RSS MiB | apiserver CPU s | etcd CPU s |")  # fmt: skip
+    lines = [head, "|" + "---|" * 14]
     for r in found:
         seconds = fmt(r["seconds"]) + ("" if r["converged"] else " (not converged)")
         lines.append(
             f"| {r['fabric']} | {r['objects']} | {r['scenario']} | {r['reps']} | {seconds} | "
-            f"{fmt(r.get('ratio'), '.2f') + 'x' if r.get('ratio') else '—'} | {r['writes']:g} | {r['lists']:g} | "
-            f"{r['requests']:g} | {r['cpu']:.2f} | {r['rss']:.0f} | {r['apiserver']:.2f} | {r['etcd']:.2f} |"
+            f"{fmt(r.get('ratio'), '.2f') + 'x' if r.get('ratio') else '—'} | "
+            f"{first_write(r)} | "
+            f"{r['writes']:g} | {r['lists']:g} | "
+            f"{r['requests']:.0f} | {r['cpu']:.2f} | {r['rss']:.0f} | {r['apiserver']:.2f} | {r['etcd']:.2f} |"
         )
     return "\n".join(lines)
 
