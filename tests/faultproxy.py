@@ -166,6 +166,9 @@ class FaultProxy:
                     return
                 if rule is not None and rule.action == "delay":
                     proxy._wait(released, rule.delay)
+                if "watch=true" in self.path.lower() and (rule is None or rule.action == "forward"):
+                    self._stream(body, received)
+                    return
                 forwarded = time.monotonic()
                 status, headers, payload = self._forward(body)
                 times = {"received": received, "forwarded": forwarded, "answered": time.monotonic()}
@@ -218,8 +221,42 @@ class FaultProxy:
                 finally:
                     connection.close()
 
-            def _answer_status(self, rule: Rule, body: bytes | None) -> None:
-                proxy._record(self.command, self.path, rule.status, body)
+            def _stream(self, body: bytes | None, received: float) -> None:
+                """A watch: its events are passed on as they come (chunked), not read to the end first."""
+                connection = http.client.HTTPSConnection(
+                    proxy.upstream_host, proxy.upstream_port, context=proxy.upstream_context, timeout=600
+                )
+                try:
+                    headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                    connection.request(self.command, self.path, body=body, headers=headers)
+                    response = connection.getresponse()
+                except OSError:
+                    connection.close()
+                    proxy._record(self.command, self.path, 503, body, received=received)
+                    self._answer_status(Rule(status=503, reason="ServiceUnavailable"), None, record=False)
+                    return
+                proxy._record(self.command, self.path, response.status, body, received=received,
+                              forwarded=received, answered=time.monotonic())  # fmt: skip
+                self.close_connection = True
+                try:
+                    self.send_response(response.status)
+                    for key, value in response.getheaders():
+                        if key.lower() not in ("transfer-encoding", "content-length", "connection"):
+                            self.send_header(key, value)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    while chunk := response.read1(65536):
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                        self.wfile.flush()
+                    self.wfile.write(b"0\r\n\r\n")
+                except OSError:
+                    pass  # either side went away: the watch ends, the client watches again
+                finally:
+                    connection.close()
+
+            def _answer_status(self, rule: Rule, body: bytes | None, record: bool = True) -> None:
+                if record:
+                    proxy._record(self.command, self.path, rule.status, body)
                 payload = json.dumps({
                     "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": rule.status,
                     "reason": rule.reason, "message": f"injected by the fault proxy: {rule.reason}",

@@ -214,8 +214,11 @@ class Reflector(Generic[Item]):
                     self.generation += 1
                     self._changed.notify_all()
 
-        with contextlib.suppress(RuntimeError):  # the loop is closed: the process is ending
-            asyncio.run_coroutine_threadsafe(apply(), loop)
+        coroutine = apply()
+        try:
+            asyncio.run_coroutine_threadsafe(coroutine, loop)
+        except RuntimeError:  # the loop is closed: the process (or the test) is ending
+            coroutine.close()
 
 
 def _lines(response: Any) -> Iterator[dict[str, Any]]:

@@ -50,7 +50,7 @@ from typing import Any
 
 from volcano_topology import ownership
 from volcano_topology.api import GROUP, VERSION, HyperNode
-from volcano_topology.hypernodecache import HyperNodeCache
+from volcano_topology.hypernodecache import HyperNodeCache, newer
 from volcano_topology.kube import HyperNodeClient, KubeError
 from volcano_topology.kube import NotLeading as KubeNotLeading
 from volcano_topology.plan import (
@@ -631,6 +631,7 @@ class Writer:
             return
         try:
             observed = await self._observe(channel)
+            await self._catch_up(observed, suspects)
         except (KubeError, StaleRead, NotLeading):
             channel.suspects = {**suspects, **channel.suspects}  # try again with the next wake-up
             channel.retry_at = time.monotonic() + self.settings.resync_after_failure
@@ -884,11 +885,33 @@ class Writer:
         """The watch-fed view, once it has listed: planning from a view that has not is planning from nothing."""
         assert self.cache is not None
         if not self.cache.synced():
+            if self.cache.errors:  # it tried and failed: the batch is kept and retried, not held up here
+                raise StaleRead(f"the HyperNode watch could not list the cluster yet ({self.cache.errors} failures)")
             try:
                 await asyncio.wait_for(self.cache.wait_synced(), self.settings.retry.deadline)
             except TimeoutError:
                 raise StaleRead("the HyperNode watch has not listed the cluster yet") from None
         return self.cache.observed()
+
+    async def _catch_up(self, observed: dict[str, Observed], suspects: Mapping[str, Suspect]) -> None:
+        """Read again the suspects the cache has not caught up with (a change reported before the watch saw it)."""
+        if self.cache is None:
+            return  # just listed
+        for name, suspect in suspects.items():
+            held = observed.get(name)
+            behind = (suspect.deleted and held is not None) or (
+                suspect.resource_version is not None
+                and (held is None or newer(suspect.resource_version, held.resource_version))
+            )
+            if not behind:
+                continue
+            raw = await self.client.get(name)
+            if raw is None:
+                if held is not None:
+                    self._forget(name, held.resource_version)
+                observed.pop(name, None)
+            else:
+                observed[name] = self._record(raw)
 
     def _record(self, obj: Mapping[str, Any]) -> Observed:
         """An object the API server just answered with, parsed; the cache (if any) keeps it too."""

@@ -13,6 +13,7 @@ from tests.faultproxy import FaultProxy
 from volcano_topology import kube, ownership
 from volcano_topology.api import GROUP, PLURAL, VERSION
 from volcano_topology.controlplane.cluster import LocalControlPlane
+from volcano_topology.hypernodecache import HyperNodeCache
 from volcano_topology.kube import HyperNodeClient
 from volcano_topology.provider import Reply
 from volcano_topology.retries import RetryPolicy
@@ -59,15 +60,25 @@ WriterFactory = Callable[..., Writer]
 
 @pytest.fixture
 async def make_writer(proxied_kubeconfig: str, faults: FaultProxy) -> AsyncIterator[WriterFactory]:
+    """A writer as the operator builds it: planning from a watch-fed cache (``cache=False``: LIST per batch)."""
     made: list[client.ApiClient] = []
+    caches: list[HyperNodeCache] = []
 
-    def factory(timeout: float = 2.0, concurrency: int = 8, **settings: Any) -> Writer:
-        api = kube.api_client(proxied_kubeconfig, pool_size=concurrency)
+    def factory(timeout: float = 2.0, concurrency: int = 8, cache: bool = True, **settings: Any) -> Writer:
+        api = kube.api_client(proxied_kubeconfig, pool_size=concurrency + 1)
         made.append(api)
         settings.setdefault("retry", FAST_RETRIES)
-        return Writer(HyperNodeClient(api, concurrency=concurrency, timeout=timeout), WriterSettings(**settings))
+        view = None
+        if cache:
+            view = HyperNodeCache(api, backoff=0.2, max_backoff=1.0)
+            view.start()
+            caches.append(view)
+        client_ = HyperNodeClient(api, concurrency=concurrency, timeout=timeout)
+        return Writer(client_, WriterSettings(**settings), cache=view)
 
     yield factory
+    for view in caches:
+        view.stop()
     for api in made:
         api.close()
 

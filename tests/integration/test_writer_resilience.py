@@ -92,9 +92,11 @@ async def test_an_unexpected_exception_is_logged_counted_and_the_batch_retried(
 async def test_readiness_names_a_writer_that_makes_no_progress(
     make_writer: WriterFactory, faults: FaultProxy, running: list[Any]
 ) -> None:
-    outage = faults.add(Rule(None, "/hypernodes", status=503, reason="ServiceUnavailable", times=10**6))
     policy = RetryPolicy(initial=0.05, maximum=0.1, jitter=0.01, attempts=2, deadline=2.0)
     writer = make_writer(retry=policy, resync_after_failure=0.2, stall_after=1.0)
+    assert writer.cache is not None
+    await writer.cache.wait_synced()  # the outage starts with the cluster's state known: the writes fail
+    outage = faults.add(Rule(None, "/hypernodes", status=503, reason="ServiceUnavailable", times=10**6))
     channel = writer.open("fabric")
     start(writer, channel, running)
     assert writer.problems() == []
