@@ -25,6 +25,7 @@ import inspect
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -140,6 +141,11 @@ def fingerprint(hypernodes: Iterable[HyperNode]) -> str:
     return digest.hexdigest()
 
 
+def _converted(found: Topology) -> tuple[tuple[HyperNode, ...], str]:
+    hypernodes = as_hypernodes(found)
+    return hypernodes, fingerprint(hypernodes)
+
+
 class ScanningProvider(Provider):
     """Subclass and implement :meth:`scan`. ``ctx.interval`` (configuration) overrides ``interval``."""
 
@@ -158,6 +164,7 @@ class ScanningProvider(Provider):
         self.threads = ScanThreads(self.max_scan_threads, f"scan-{type(self).__name__}")
         self._rescan = asyncio.Event()
         self._sent: str | None = None
+        self._converter: ThreadPoolExecutor | None = None
 
     def scan(self) -> Topology | Awaitable[Topology]:
         raise NotImplementedError("a ScanningProvider implements scan()")
@@ -174,11 +181,14 @@ class ScanningProvider(Provider):
         if pending:
             self._rescan.set()
         reader = asyncio.create_task(self._read_replies(replies, ctx))
+        # A thread of its own, not asyncio's default executor: other work there cannot delay a scan.
+        self._converter = ThreadPoolExecutor(1, thread_name_prefix=f"convert-{type(self).__name__}")
         try:
             while not ctx.stopping.is_set():
                 delay = interval if await self._scan_once(events, ctx) else self._backoff(interval)
                 await self._wait(ctx, delay)
         finally:
+            self._converter.shutdown(wait=False)
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
@@ -186,7 +196,11 @@ class ScanningProvider(Provider):
     async def _scan_once(self, events: asyncio.Queue[Event], ctx: ProviderContext) -> bool:
         self.stats.scans += 1
         try:
-            hypernodes = as_hypernodes(await asyncio.wait_for(self._call_scan(), self.scan_timeout))
+            found = await asyncio.wait_for(self._call_scan(), self.scan_timeout)
+            # Building and checking thousands of HyperNodes takes seconds at 65k nodes: never on the event
+            # loop, where it would hold up the writer, the status writer and the leader's lease renewals.
+            loop = asyncio.get_running_loop()
+            hypernodes, current = await loop.run_in_executor(self._converter, _converted, found)
         except TimeoutError:
             hung = self.threads.hung
             return self._failed(ctx, f"scan() did not return within {self.scan_timeout:g}s"
@@ -197,7 +211,6 @@ class ScanningProvider(Provider):
             return self._failed(ctx, f"{type(exc).__name__}: {exc}")
         self.stats.consecutive_failures = 0
         self.stats.last_success = time.time()
-        current = fingerprint(hypernodes)
         if current != self._sent:
             await events.put(Event.snapshot(hypernodes))
             self._sent = current
