@@ -21,7 +21,13 @@ import yaml
 from volcano_topology.controlplane.cluster import free_port
 
 INTERVAL = 5.0  # the emulated provider's scan interval: "a resync interval" of the scenarios
-LEASE = {"enabled": True, "leaseDuration": "8s", "renewDeadline": "3s", "retryPeriod": "1s"}
+LEASE = "8s,3s,1s"  # leaseDuration, renewDeadline, retryPeriod of the failover scenario
+
+
+def lease_settings(text: str) -> dict[str, Any]:
+    """``"8s,3s,1s"`` -> the operator's leaderElection block (renewDeadline + requestTimeout 4 s < leaseDuration)."""
+    duration, renew, retry = text.split(",")
+    return {"enabled": True, "leaseDuration": duration, "renewDeadline": renew, "retryPeriod": retry}
 
 
 def entry(source: str, model_file: Path) -> dict[str, Any]:
@@ -29,11 +35,11 @@ def entry(source: str, model_file: Path) -> dict[str, Any]:
             "config": {"modelFile": str(model_file), "watchModelFile": True}}  # fmt: skip
 
 
-def write_config(path: Path, entries: list[dict[str, Any]], *, leader: bool = False, node_count: bool = False,
+def write_config(path: Path, entries: list[dict[str, Any]], *, lease: str | None = None, node_count: bool = False,
                  concurrency: int = 8) -> Path:  # fmt: skip
     operator = {
         "concurrency": concurrency,
-        "leaderElection": LEASE if leader else {"enabled": False},
+        "leaderElection": lease_settings(lease) if lease else {"enabled": False},
         "status": {"conditions": True, "nodeCount": node_count},
     }
     path.write_text(yaml.safe_dump({"networkTopologyDiscovery": entries, "operator": operator}))

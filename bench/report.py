@@ -131,8 +131,15 @@ def targets(found: list[dict[str, Any]]) -> list[str]:
           "{rss:.0f} MiB in the cold sync")  # fmt: skip
     check("16,384 with nodeCount and 16,384 Nodes: peak RSS ≤ 150 MiB", by.get((f16, "node-count")),
           lambda r: r["rss"] <= 150 and r["converged"], "{rss:.0f} MiB, converged: {converged}")  # fmt: skip
-    check("16,384: 100 deleted Nodes reflected within 2 s", by.get((f16, "node-count-delete-100")),
-          lambda r: r["converged"] and (r["seconds"] or 0) <= 2.0, "{seconds} s, converged: {converged}")  # fmt: skip
+    deleted, reflected = by.get((f16, "node-count-delete-100")), "16,384: 100 deleted Nodes reflected within 2 s"
+    if deleted is not None and not deleted["extra"].get("countsChanged"):
+        out.append(f"- {reflected}: **not measurable here**: the emulated provider's "
+                   "members are exactMatch, whose count does not depend on the Node existing, so no count changed "
+                   f"(the operator made {deleted['writes']:g} writes and the state stayed right)")  # fmt: skip
+    else:
+        check(reflected, deleted, lambda r: r["converged"] and (r["seconds"] or 0) <= 2.0,
+              "{seconds} s; converged {converged}")  # fmt: skip
+
     check("65,536: cold sync within 1.3x of the raw baseline", cold65 if cold65 and cold65.get("ratio") else None,
           lambda r: r["ratio"] <= 1.3, "{seconds:.2f} s, {ratio:.2f}x the baseline")  # fmt: skip
     check("65,536: operator peak RSS ≤ 400 MiB", cold65, lambda r: r["rss"] <= 400, "{rss:.0f} MiB in the cold sync")
@@ -183,6 +190,20 @@ def notes_for(found: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+STANDING_NOTES = [
+    "- `all requests` includes kube-apiserver's own identity-Lease renewals (`PUT leases`, about one per 10 s);",
+    "  a WATCH is counted when it ends, so the operator's open watches are not in any window. Raw per-verb",
+    "  counts are in the JSON (`requests`; `harnessRequests` is what was subtracted).",
+    "- The emulated provider's `scan()` runs inside the operator process (it is `async`: on the event loop).",
+    "  Building the tree costs about 0.4 s of CPU per scan at 16,384 nodes and 2.2-2.9 s at 65,536, every 5 s",
+    "  interval: part of the operator's CPU in every window, and it can delay the writer at 65,536.",
+    "- The harness (one watch, the baseline threads, the expected-state computation before each change)",
+    "  shares the 2 cores with the operator, kube-apiserver and etcd.",
+    "- `move-node` and the other changes are timed from the model file write: the provider notices it",
+    "  within 0.2 s (`watchModelFile`) and scans; the operator's reaction is the rest.",
+]
+
+
 def write(raw: dict[str, Any], results: Path, png: Path) -> None:
     found = rows(raw)
     drew = picture(found, png)
@@ -214,6 +235,7 @@ def write(raw: dict[str, Any], results: Path, png: Path) -> None:
         "## Notes",
         "",
         *(notes_for(found) or ["- every scenario converged"]),
+        *STANDING_NOTES,
         *(["", "![time and requests against fabric size](scale.png)"] if drew else []),
         "",
     ]

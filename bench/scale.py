@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
+from bench.operator_process import LEASE
 from bench.scenarios import ALL, Bench, Options
 
 HERE = Path(__file__).resolve().parent
@@ -38,6 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--baseline-reps", type=int, default=2, help="repetitions of the baseline (up to 4,096 nodes; 1 above)"
     )
     parser.add_argument("--concurrency", type=int, default=8, help="the operator's and the baseline's concurrency")
+    parser.add_argument("--lease", default=LEASE, help="failover: leaseDuration,renewDeadline,retryPeriod")
     parser.add_argument("--profile", default="", help="scenarios to run under py-spy (speedscope files in --out)")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="where the raw results go")
     parser.add_argument("--no-report", action="store_true", help="do not rewrite bench/RESULTS.md and scale.png")
@@ -86,6 +88,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     def options(size: int) -> Options:
         return Options(scenarios=scenarios, move_reps=args.move_reps,
                        baseline_reps=args.baseline_reps if size <= 4096 else 1, concurrency=args.concurrency,
+                       lease=args.lease,
                        profile=tuple(p for p in args.profile.split(",") if p), profile_dir=args.out)  # fmt: skip
 
     groups: list[tuple[str, int, str]] = [("fat_tree", size, f"fat-tree-{size}") for size in sizes]
