@@ -451,8 +451,11 @@ class Controller:
             return None
         wanted = config.operator.status
         # Only objects of providers running here: another operator's objects are not ours to describe.
-        sync = {source: running.run.channel.sync for source, running in self.runs.items()}
-        return StatusScope(wanted.conditions, wanted.node_count, sync, self.gate)
+        channels = [running.run.channel for running in self.runs.values()]
+        sync = {channel.name: channel.sync for channel in channels}
+        return StatusScope(
+            wanted.conditions, wanted.node_count, sync, self.gate, busy=lambda n: any(n in c.writing for c in channels)
+        )
 
     def _status_writer_for(self) -> None:
         """Status requests on threads of their own, as many as the writer's, with the writes' timeout."""

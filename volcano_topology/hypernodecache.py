@@ -27,7 +27,7 @@ from typing import Any
 
 from kubernetes import client
 
-from volcano_topology.api import GROUP, PLURAL, VERSION
+from volcano_topology.api import GROUP, PLURAL, VERSION, HyperNode
 from volcano_topology.plan import Observed
 from volcano_topology.reflector import Reflector
 
@@ -41,9 +41,13 @@ class Seen:
     generation: int | None = None
 
     @classmethod
-    def from_dict(cls, obj: Mapping[str, Any]) -> Seen:
+    def from_dict(
+        cls, obj: Mapping[str, Any], previous: Seen | None = None, sent: tuple[HyperNode, Any] | None = None
+    ) -> Seen:
+        """``previous``: the version held; ``sent``: what we just applied (see ``Observed.from_dict``)."""
         generation = (obj.get("metadata") or {}).get("generation")
-        return cls(Observed.from_dict(obj), dict(obj.get("status") or {}), generation)
+        observed = Observed.from_dict(obj, previous.observed if previous is not None else None, sent)
+        return cls(observed, dict(obj.get("status") or {}), generation)
 
     @property
     def resource_version(self) -> str:
@@ -88,10 +92,13 @@ class HyperNodeCache(Reflector[Seen]):
 
     # -- writing through (the writer's own requests) -----------------------------------
 
-    def record(self, obj: Mapping[str, Any]) -> Seen:
-        """What the API server answered to our write (or a fresh GET): kept unless a newer version is held."""
-        seen = Seen.from_dict(obj)
-        held = self._items.get(seen.observed.name)
+    def record(self, obj: Mapping[str, Any], sent: tuple[HyperNode, Any] | None = None) -> Seen:
+        """What the API server answered to our write (or a fresh GET): kept unless a newer version is held.
+
+        ``sent``: the HyperNode applied and its spec as sent, so an answer with that spec is not parsed again.
+        """
+        held = self._items.get(str((obj.get("metadata") or {}).get("name", "")))
+        seen = Seen.from_dict(obj, held, sent)
         if held is None or newer(seen.resource_version, held.resource_version):
             self._items[seen.observed.name] = seen
             self._deleted.pop(seen.observed.name, None)
@@ -108,7 +115,8 @@ class HyperNodeCache(Reflector[Seen]):
     # -- the watch (Reflector hooks, on the event loop) --------------------------------
 
     def convert(self, obj: dict[str, Any]) -> Seen:
-        return Seen.from_dict(obj)
+        # On the watch thread: a plain dict read of the version held (a stale one only costs a full parse).
+        return Seen.from_dict(obj, self._items.get(str((obj.get("metadata") or {}).get("name", ""))))
 
     def put(self, name: str, item: Seen) -> bool:
         if not self._is_news(name, item.resource_version):

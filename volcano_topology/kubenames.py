@@ -6,6 +6,7 @@ same convention as the Go helpers, so callers can quote the exact rule.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import date
 
@@ -25,7 +26,15 @@ _FULL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _DATE_TIME_TAIL = re.compile(r"^([0-9]{2}):([0-9]{2}):([0-9]{2})(.[0-9]+)?(z|([+-][0-9]{2}:[0-9]{2}))$")
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _is_subdomain(value: str) -> bool:
+    """Cached: the same Node names come back in every version of every object read or written."""
+    return len(value) <= DNS1123_SUBDOMAIN_MAX and _DNS1123_SUBDOMAIN.match(value) is not None
+
+
 def dns1123_subdomain_problems(value: str) -> list[str]:
+    if _is_subdomain(value):
+        return []
     problems = []
     if len(value) > DNS1123_SUBDOMAIN_MAX:
         problems.append(f"must be no more than {DNS1123_SUBDOMAIN_MAX} characters")

@@ -86,24 +86,45 @@ class Observed:
     hypernode: HyperNode | None = None
 
     @classmethod
-    def from_dict(cls, obj: Mapping[str, Any]) -> Observed:
+    def from_dict(
+        cls, obj: Mapping[str, Any], previous: Observed | None = None, sent: tuple[HyperNode, Any] | None = None
+    ) -> Observed:
+        """``previous``: an earlier version of the object; when its spec, labels and annotations are the same,
+        its parsed HyperNode is kept instead of validating the same content again (status writes, echoes).
+        ``sent``: the valid HyperNode just applied and the spec it was sent as; when the server's answer has
+        that spec, the answer is not validated again either."""
         metadata = obj.get("metadata") or {}
         labels = dict(metadata.get("labels") or {})
         managed: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
         for entry in metadata.get("managedFields") or []:
             fields = ((entry.get("fieldsV1") or {}).get("f:metadata")) or {}
             keys = (_keys(fields.get("f:labels")), _keys(fields.get("f:annotations")))
-            previous = managed.get(entry.get("manager", ""), (frozenset(), frozenset()))
-            managed[entry.get("manager", "")] = (previous[0] | keys[0], previous[1] | keys[1])
-        try:
-            parsed: HyperNode | None = HyperNode.model_validate(dict(obj))
-        except ValueError:
-            parsed = None  # someone else's object, or one written before today's rules
+            had = managed.get(entry.get("manager", ""), (frozenset(), frozenset()))
+            managed[entry.get("manager", "")] = (had[0] | keys[0], had[1] | keys[1])
+        annotations = dict(metadata.get("annotations") or {})
+        parsed: HyperNode | None
+        if (
+            previous is not None
+            and previous.spec == obj.get("spec")
+            and previous.labels == labels
+            and previous.annotations == annotations
+        ):
+            parsed = previous.hypernode
+        elif sent is not None and sent[0].spec is not None and sent[1] == obj.get("spec"):
+            kept = {k: v for k, v in metadata.items() if k in ("name", "labels", "annotations")}
+            parsed = sent[0].model_copy(update={"metadata": ObjectMeta.model_validate(kept)})
+        else:
+            # Only what planning reads: managedFields (most of an object's size) and status stay out of it.
+            kept = {k: v for k, v in metadata.items() if k in ("name", "labels", "annotations")}
+            try:
+                parsed = HyperNode.model_validate({**{k: v for k, v in obj.items() if k != "status"}, "metadata": kept})
+            except ValueError:
+                parsed = None  # someone else's object, or one written before today's rules
         return cls(
             name=metadata.get("name", ""),
             owner=ownership.owner_of(labels),
             labels=labels,
-            annotations=dict(metadata.get("annotations") or {}),
+            annotations=annotations,
             spec=obj.get("spec"),
             resource_version=metadata.get("resourceVersion", ""),
             uid=metadata.get("uid", ""),

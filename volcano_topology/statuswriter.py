@@ -41,6 +41,9 @@ class StatusScope:
     node_count: bool
     sync: Mapping[str, Mapping[str, SyncState]]  # provider -> name -> its Synced state (providers run here)
     gate: Callable[[], bool]
+    # Names the writer has writes pending for: left until it is done (it marks them then), so a status
+    # write never moves the resourceVersion its next conditional write was planned on.
+    busy: Callable[[str], bool] = lambda _name: False
 
 
 @dataclass
@@ -108,6 +111,9 @@ class StatusWriter:
         writes: list[tuple[Seen, str, dict[str, Any]]] = []
         for name in candidates:
             seen = items[name]
+            if scope.busy(name):
+                self._dirty.add(name)  # no wake-up: the writer marks it when its writes are done
+                continue
             owner = seen.observed.owner
             if owner is None or owner not in scope.sync or seen.observed.hypernode is None:
                 continue  # not ours to describe: another operator's, a manual one, or not ours any more

@@ -171,6 +171,9 @@ class ProviderChannel:
     last_progress: float = field(default_factory=time.monotonic)
     busy_since: float | None = None
     on_mark: Callable[[list[str]], None] | None = None  # told which names' Synced state was just set
+    # Names with writes of the running plan still to come: their status waits (a status write in between
+    # would move the resourceVersion the next spec write is conditional on).
+    writing: set[str] = field(default_factory=set)
 
     def mark(self, names: Iterable[str], synced: bool, reason: str, message: str) -> None:
         names = list(names)
@@ -707,14 +710,32 @@ class Writer:
         if self.settings.dry_run:
             return True
         written: dict[str, Observed | None] = {}  # what our own writes of this plan left, by name
-        for wave in plan.waves:
-            results = await asyncio.gather(
-                *(self._write(channel, op, event_of(op.name), outcome, written) for op in wave)
-            )
-            if not all(results):
-                # Every wave leaves a strict tree, and later waves build on this one: stop here, retry later.
-                return False
-        return True
+        left = collections.Counter(op.name for op in plan.operations)
+        channel.writing.update(left)
+
+        async def write(op: Operation) -> bool:
+            try:
+                return await self._write(channel, op, event_of(op.name), outcome, written)
+            finally:
+                left[op.name] -= 1
+                if not left[op.name]:
+                    self._done_writing(channel, [op.name])
+
+        try:
+            for wave in plan.waves:
+                results = await asyncio.gather(*(write(op) for op in wave))
+                if not all(results):
+                    # Every wave leaves a strict tree, and later waves build on this one: stop here, retry later.
+                    return False
+            return True
+        finally:
+            self._done_writing(channel, [name for name, count in left.items() if count])
+
+    @staticmethod
+    def _done_writing(channel: ProviderChannel, names: list[str]) -> None:
+        channel.writing.difference_update(names)
+        if channel.on_mark is not None and names:
+            channel.on_mark(names)  # their status, held back while they were written, is due now
 
     async def _write(
         self,
@@ -765,6 +786,12 @@ class Writer:
             current: Observed | None = written[name]  # a second write of this plan (the claim after a release)
         else:
             current = None if isinstance(op, Create) else op.observed
+        if not fresh and current is not None and self.cache is not None:
+            # A version newer than planned from, already in the cache (our status write, most often): what a
+            # 409 and a re-read would give, without the two requests.
+            held = self.cache.items().get(name)
+            if held is not None and newer(held.resource_version, current.resource_version):
+                current = held.observed
         if fresh:
             raw = await self.client.get(name)
             if raw is None and current is not None:
@@ -801,11 +828,12 @@ class Writer:
         if current is None:
             # Created by server-side apply too, so every field stays ours to remove later. Not forced:
             # if someone created the name meanwhile with other values, this is a 409 and we look again.
+            body = desired.to_dict()
             try:
-                applied = await self.client.apply(desired.to_dict(), channel.manager, force=False)
+                applied = await self.client.apply(body, channel.manager, force=False)
             except KubeError as exc:
                 raise _stale_if_conflict(exc) from exc
-            self._record(applied)
+            self._record(applied, (desired, body.get("spec")))
             others = _other_managers(applied, channel.manager)
             if others:
                 # Someone created it meanwhile with exactly our values, so the apply did not conflict:
@@ -830,7 +858,7 @@ class Writer:
         version = str((applied.get("metadata") or {}).get("resourceVersion", ""))
         channel.wrote(name, version)
         channel.deleted.discard(name)
-        written[name] = self._record(applied)
+        written[name] = self._record(applied, (desired, body.get("spec")))
         if not _is_release(op):
             channel.owned[name] = desired
 
@@ -913,9 +941,9 @@ class Writer:
             else:
                 observed[name] = self._record(raw)
 
-    def _record(self, obj: Mapping[str, Any]) -> Observed:
+    def _record(self, obj: Mapping[str, Any], sent: tuple[HyperNode, Any] | None = None) -> Observed:
         """An object the API server just answered with, parsed; the cache (if any) keeps it too."""
-        return self.cache.record(obj).observed if self.cache is not None else Observed.from_dict(obj)
+        return self.cache.record(obj, sent).observed if self.cache is not None else Observed.from_dict(obj, None, sent)
 
     def _forget(self, name: str, resource_version: str) -> None:
         if self.cache is not None:

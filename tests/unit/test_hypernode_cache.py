@@ -125,3 +125,29 @@ def test_a_relist_keeps_what_we_wrote_after_it_and_tells_what_changed() -> None:
 def test_resource_versions_compare_as_revisions() -> None:
     assert newer("10", "9") and not newer("9", "10") and not newer("7", "7")
     assert newer("x2", "x1"), "a version that is not a number is newer whenever it differs"
+
+
+def test_a_version_with_the_same_spec_is_not_parsed_again_and_managed_fields_are_not_kept() -> None:
+    first = obj("a", 101)
+    first["metadata"]["managedFields"] = [{"manager": "volcano-topology/fabric", "fieldsV1": {"f:spec": {}}}]
+    held = Seen.from_dict(first)
+    assert held.observed.hypernode is not None
+    assert "managed_fields" not in (held.observed.hypernode.metadata.model_extra or {})
+    assert held.observed.hypernode.metadata.model_extra == {}, "only name, labels and annotations are parsed"
+    status_only = {**obj("a", 102), "status": {"nodeCount": 1}}
+    assert Seen.from_dict(status_only, held).observed.hypernode is held.observed.hypernode
+    moved = obj("a", 103, node="n2")
+    again = Seen.from_dict(moved, held).observed.hypernode
+    assert again is not held.observed.hypernode and again is not None and again.members[0].selector is not None
+    assert again.members[0].selector.exact_match is not None and again.members[0].selector.exact_match.name == "n2"
+
+
+def test_an_answer_to_our_own_write_reuses_what_was_sent_only_when_the_spec_is_the_same() -> None:
+    sent = Seen.from_dict(obj("a", 1, node="n7")).observed.hypernode
+    assert sent is not None and sent.spec is not None
+    spec = sent.spec.to_dict()
+    answer = Seen.from_dict(obj("a", 104, node="n7"), None, (sent, spec)).observed
+    assert answer.hypernode is not None and answer.hypernode.spec is sent.spec
+    assert answer.hypernode.metadata.labels == {"topology.volcano.sh/source": "fabric"}
+    other = Seen.from_dict(obj("a", 105, node="n8"), None, (sent, spec)).observed
+    assert other.hypernode is not None and other.hypernode.spec is not sent.spec, "a different answer is parsed"
