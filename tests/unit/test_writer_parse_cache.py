@@ -46,3 +46,35 @@ async def test_only_new_or_changed_objects_are_parsed_again(monkeypatch: pytest.
     listing.items = [leaf("c", "1")]
     await w._observe()
     assert set(w._parsed) == {"c"}, "objects gone from the LIST are forgotten"
+
+
+async def test_an_unchanged_object_of_a_new_snapshot_is_not_checked_again_a_changed_one_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.builders import leaf as desired_leaf
+    from volcano_topology.api import ExactMatch, HyperNodeSpec, Member, MemberSelector, ObjectMeta
+    from volcano_topology.api import HyperNode as Model
+    from volcano_topology.provider import Event
+
+    checked: list[str] = []
+    original = writer.check_document
+
+    def counting(document: Any, **options: Any) -> Any:
+        checked.append(document["metadata"]["name"])
+        return original(document, **options)
+
+    monkeypatch.setattr(writer, "check_document", counting)
+    w = writer.Writer(Listing(), writer.WriterSettings(dry_run=True))  # type: ignore[arg-type]
+    channel = w.open("p")
+    assert await w.process(channel, [Event.snapshot([desired_leaf("a", "n1"), desired_leaf("b", "n2")])])
+    assert checked == ["a", "b"]
+    assert await w.process(channel, [Event.snapshot([desired_leaf("a", "n1"), desired_leaf("b", "n3")])])
+    assert checked == ["a", "b", "b"], "only the changed object is checked again"
+    bad = Member.model_construct(
+        type="Node", selector=MemberSelector.model_construct(exact_match=ExactMatch.model_construct(name="NOT_A_NODE"))
+    )
+    garbage = Model.model_construct(
+        metadata=ObjectMeta(name="a"), spec=HyperNodeSpec.model_construct(tier=1, members=[bad])
+    )
+    assert not await w.process(channel, [Event.snapshot([garbage, desired_leaf("b", "n3")])])
+    assert checked[-1] == "a" and channel.replies.get_nowait().error.reason == "Invalid"
