@@ -892,6 +892,10 @@ class Writer:
         accepted = (channel.desired or {}).get(owned.metadata.name or "")
         if accepted is not None and accepted == owned:
             return accepted, []  # what was validated last time, unchanged: comparing is ~8x cheaper than checking
+        held = self.cache.items().get(owned.metadata.name or "") if self.cache is not None else None
+        if held is not None and held.observed.hypernode == owned:
+            # Exactly what the cluster holds (validated when it was read): shared, not a second copy in memory.
+            return held.observed.hypernode, []
         verdict = check_document(owned.to_dict(), admission=self.settings.admission)
         return (verdict.hypernode if verdict.ok else None), verdict.problems
 
