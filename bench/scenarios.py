@@ -161,7 +161,12 @@ class Bench:
     def profiled(self, scenario: str, op: Operator) -> None:
         if scenario in self.options.profile and self.options.profile_dir is not None:
             self.options.profile_dir.mkdir(parents=True, exist_ok=True)
-            out = self.options.profile_dir / f"profile-{self.labels['fabric']}-{scenario}.speedscope.json"
+            stem = f"profile-{self.labels['fabric']}-{scenario}"
+            out = self.options.profile_dir / f"{stem}.speedscope.json"
+            for rep in range(2, 100):  # a repeated scenario keeps every repetition's profile
+                if not out.exists():
+                    break
+                out = self.options.profile_dir / f"{stem}-{rep}.speedscope.json"
             op.start_profile(out)
             print(f"  py-spy -> {out}", flush=True)
 
@@ -296,7 +301,7 @@ class Bench:
             killed = time.monotonic()
             leader.stop(signal.SIGKILL)
             self.profiled("failover", other)
-            done = self.converge(wanted, self.timeout(len(wanted)) + 30)
+            done = self.converge(wanted, self.timeout(len(wanted)))
             other.stop_profile()
             w.close("failover", seconds=None if done is None else round(done - started, 2),
                     afterKill=None if done is None else round(done - killed, 2), converged=done is not None,
@@ -355,23 +360,24 @@ class Bench:
         write_model(model_file, model)
         config = write_config(self.root / "config.yaml", [entry(source, model_file)],
                               concurrency=self.options.concurrency)  # fmt: skip
-        op = self.cold(config, wanted)
-        if "steady" in chosen:
-            self.steady(op, wanted)
-        if "restart" in chosen:
-            op = self.restart(op, config, wanted)
-        current = model
-        if "move-node" in chosen:
-            for rep in range(self.options.move_reps):
-                current = fabrics.move_nodes(current, 1, offset=rep * 7)
-                self.change("move-node", op, model_file, current, source, rep)
-        if "remove-leaf" in chosen:
-            current = fabrics.remove_leaf(current, index=len(fabrics.leaves(current)) // 2)
-            self.change("remove-leaf", op, model_file, current, source)
-        if "move-10pct" in chosen:
-            current = fabrics.move_nodes(current, nodes // 10, offset=1)
-            self.change("move-10pct", op, model_file, current, source)
-        op.stop()
+        if set(chosen) & {"cold", "steady", "restart", "move-node", "remove-leaf", "move-10pct"}:
+            op = self.cold(config, wanted)
+            if "steady" in chosen:
+                self.steady(op, wanted)
+            if "restart" in chosen:
+                op = self.restart(op, config, wanted)
+            current = model
+            if "move-node" in chosen:
+                for rep in range(self.options.move_reps):
+                    current = fabrics.move_nodes(current, 1, offset=rep * 7)
+                    self.change("move-node", op, model_file, current, source, rep)
+            if "remove-leaf" in chosen:
+                current = fabrics.remove_leaf(current, index=len(fabrics.leaves(current)) // 2)
+                self.change("remove-leaf", op, model_file, current, source)
+            if "move-10pct" in chosen:
+                current = fabrics.move_nodes(current, nodes // 10, offset=1)
+                self.change("move-10pct", op, model_file, current, source)
+            op.stop()
         if "failover" in chosen:
             self.failover(model_file, model, source)
         if "node-count" in chosen and nodes == self.options.node_count_size:
