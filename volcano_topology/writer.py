@@ -45,8 +45,9 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from volcano_topology import ownership
 from volcano_topology.api import GROUP, VERSION, HyperNode
@@ -88,6 +89,7 @@ from volcano_topology.validation import check_document
 log = logging.getLogger(__name__)
 
 Transform = Callable[[HyperNode], HyperNode]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -289,6 +291,7 @@ class Writer:
         self.on_mark = on_mark  # status follows: each channel tells it which names' Synced state changed
         # The last LIST's objects, parsed: an object whose resourceVersion did not change is not validated again.
         self._parsed: dict[str, tuple[str, Observed]] = {}
+        self._planner: ThreadPoolExecutor | None = None
 
     def open(self, provider: str, transform: Transform | None = None) -> ProviderChannel:
         channel = ProviderChannel(
@@ -459,13 +462,18 @@ class Writer:
         owned = {name for name, o in observed.items() if o.owner == channel.name}
         if not errors:
             others = set(observed) - owned  # members may name other owners' HyperNodes, never nothing
-            errors = [_violation(p) for p in [*tree_problems(desired), *missing_member_problems(desired, others)]]
+            found = await self._off_loop(lambda: [*tree_problems(desired), *missing_member_problems(desired, others)])
+            errors = [_violation(p) for p in found]
         # A contested object the provider still wants unchanged is left as it is: rewriting it is the fight.
         previous = channel.desired or {}
         now = time.monotonic()
         hold = {n for n in desired if channel.is_contested(n, now) and previous.get(n) == desired[n]}
         to_write = {n: h for n, h in desired.items() if n not in hold}
-        plan = plan_changes(channel.name, to_write, observed, delete=owned - set(desired)) if not errors else Plan()
+        plan = (
+            await self._off_loop(lambda: plan_changes(channel.name, to_write, observed, delete=owned - set(desired)))
+            if not errors
+            else Plan()
+        )
         errors.extend(
             OwnershipConflict(f"already exists and belongs to {c.owner}", name=c.name) for c in plan.conflicts
         )
@@ -915,6 +923,13 @@ class Writer:
             if current is not None and current.owner == channel.name:  # type: ignore[union-attr]
                 observed[name] = dataclasses.replace(current, owner=None)
         return observed
+
+    async def _off_loop(self, work: Callable[[], T]) -> T:
+        """Pure work over a whole snapshot (seconds at 65k nodes) on the writer's own thread: the event loop
+        keeps renewing the leader's lease and serving probes meanwhile. Its inputs are copies no one changes."""
+        if self._planner is None:
+            self._planner = ThreadPoolExecutor(1, thread_name_prefix="writer-plan")
+        return await asyncio.get_running_loop().run_in_executor(self._planner, work)
 
     async def _cached(self) -> dict[str, Observed]:
         """The watch-fed view, once it has listed: planning from a view that has not is planning from nothing."""

@@ -76,7 +76,7 @@ def provider(**extra: object) -> EmulatedProvider:
 
 async def scan(p: EmulatedProvider) -> object:
     p.stats.scans += 1  # as ScanningProvider counts before calling scan()
-    return await p.scan()
+    return p.scan()
 
 
 async def test_the_clock_drives_the_script() -> None:
@@ -134,3 +134,14 @@ def test_the_largest_model_has_16384_nodes() -> None:
     assert "large-16384" in shipped_models()
     model = EmulatedSettings.model_validate({"modelFile": "large-16384"}).fabric
     assert len(model.all_nodes()) == 16384
+
+
+def test_a_model_without_a_script_is_built_once_and_a_new_model_again() -> None:
+    p = provider()
+    p.stats.scans += 1
+    first = p.scan()
+    p.stats.scans += 1
+    assert p.scan() is first, "the same model, no scripted changes: the same result, not rebuilt"
+    p.model = p.model.model_copy(deep=True)  # what watchModelFile does when the file changes
+    p.stats.scans += 1
+    assert p.scan() is not first
