@@ -21,7 +21,7 @@ import yaml
 from volcano_topology.controlplane.cluster import free_port
 
 INTERVAL = 5.0  # the emulated provider's scan interval: "a resync interval" of the scenarios
-LEASE = "8s,3s,1s"  # leaseDuration, renewDeadline, retryPeriod of the failover scenario
+LEASE = "15s,10s,2s"  # the operator's defaults: leaseDuration, renewDeadline, retryPeriod of the failover
 
 
 def lease_settings(text: str) -> dict[str, Any]:
@@ -108,6 +108,20 @@ class Operator:
                 return bool(response.status == 200)
         except (urllib.error.URLError, OSError):
             return False
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        """One sample of the operator's /metrics (None when absent or unreachable)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as response:
+                text = response.read().decode()
+        except (urllib.error.URLError, OSError):
+            return None
+        wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        for line in text.splitlines():
+            key, _, value = line.rpartition(" ")
+            if key == (f"{name}{{{wanted}}}" if wanted else name):
+                return float(value)
+        return None
 
     def wait_ready(self, timeout: float) -> float | None:
         deadline = time.monotonic() + timeout

@@ -53,6 +53,16 @@ class ControllerCollector(Collector):
             "last_sync": gauge(
                 "last_successful_sync_timestamp_seconds", "When a provider's events were last fully applied", "provider"
             ),
+            "event_made": gauge(
+                "last_applied_event_timestamp_seconds",
+                "When the provider made the newest event of the last batch applied whole",
+                "provider",
+            ),
+            "event_latency": gauge(
+                "last_applied_event_latency_seconds",
+                "From the provider making that event until its changes were written",
+                "provider",
+            ),
             "owned": gauge("owned_hypernodes", "HyperNodes a provider owns, as last applied", "provider"),
             "repairs": counter("repairs", "Owned HyperNodes put back after someone else changed them", "provider"),
             "contested": gauge(
@@ -82,6 +92,9 @@ class ControllerCollector(Collector):
             families["crashes"].add_metric([name], stats.crashes)
             if stats.last_sync is not None:
                 families["last_sync"].add_metric([name], stats.last_sync)
+            if stats.last_applied_event is not None and stats.last_event_latency is not None:
+                families["event_made"].add_metric([name], stats.last_applied_event)
+                families["event_latency"].add_metric([name], stats.last_event_latency)
             families["owned"].add_metric([name], len(channel.owned))
             latency.add_metric([name], count_value=stats.batches, sum_value=stats.apply_seconds)
         yield from families.values()

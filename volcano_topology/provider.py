@@ -18,6 +18,7 @@ import abc
 import asyncio
 import enum
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -51,6 +52,8 @@ class Event:
     hypernode: HyperNode | None = None
     name: str | None = None
     hypernodes: tuple[HyperNode, ...] = ()
+    # When the provider made it (wall clock): the operator reports how long after this it was applied.
+    made: float = field(default_factory=time.time, compare=False, repr=False)
 
     @classmethod
     def create(cls, hypernode: HyperNode) -> Event:

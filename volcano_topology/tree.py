@@ -39,10 +39,10 @@ def tree_problems(hypernodes: Mapping[str, HyperNode]) -> list[Problem]:
     for name in sorted(hypernodes):
         hypernode = hypernodes[name]
         for index, member in enumerate(hypernode.members):
-            path = join_path("spec", "members", index, "selector")
             exact = member.selector.exact_match if member.selector is not None else None
             if member.type == "HyperNode":
                 if exact is None:
+                    path = join_path("spec", "members", index, "selector")
                     problems.append(
                         _problem(name, path, "exactMatch for HyperNode members",
                                  "a HyperNode member must be referenced with exactMatch, not regexMatch or labelMatch")
@@ -127,8 +127,7 @@ def moment_problems(state: Mapping[str, HyperNode], *, existing: Collection[str]
                 problems.append(f"{name} (tier {tier}) is not above its member {exact.name} (tier {child_tier})")
     problems.extend(
         f"node {node} is a member of {len(homes)} HyperNodes: {', '.join(homes)}"
-        for node, homes in sorted(node_homes.items())
-        if len(homes) > 1
+        for node, homes in sorted((n, h) for n, h in node_homes.items() if len(h) > 1)
     )
     problems.extend(
         f"HyperNode {child} is a member of {len(its)} HyperNodes: {', '.join(its)}"
@@ -140,7 +139,8 @@ def moment_problems(state: Mapping[str, HyperNode], *, existing: Collection[str]
 
 def _node_placement_problems(hypernodes: Mapping[str, HyperNode], homes: Mapping[str, list[str]]) -> list[Problem]:
     problems = []
-    for node, its_homes in sorted(homes.items()):
+    # Sorted after filtering: 65,536 nodes in one leaf each make the sort, not the check, the cost.
+    for node, its_homes in sorted((n, h) for n, h in homes.items() if len(h) > 1):
         if len(its_homes) > 1:
             problems.append(
                 _problem(its_homes[1], "spec.members", "node in one leaf",

@@ -121,6 +121,9 @@ class ProviderStats:
     replies_dropped: int = 0
     batches: int = 0  # completed
     last_sync: float | None = None
+    # The newest event of the last batch applied whole: when its provider made it, and how long it then took.
+    last_applied_event: float | None = None
+    last_event_latency: float | None = None
     apply_seconds: float = 0.0
     repairs: int = 0  # objects put back after someone else changed or deleted them
     foreign_changes: int = 0
@@ -440,6 +443,9 @@ class Writer:
         stats.batches += 1
         if outcome.ok:
             stats.last_sync = time.time()
+            newest = max((e.made for e in batch.kept()), default=None)
+            if newest is not None:
+                stats.last_applied_event, stats.last_event_latency = newest, stats.last_sync - newest
         return outcome.ok and not outcome.held
 
     # -- snapshots -------------------------------------------------------------------

@@ -62,6 +62,10 @@ def test_converges_from_empty_with_status(
     objects = cluster_hypernodes(hypernode_api, "emulated")
     assert "nodeCount" not in (objects["leaf-0"].get("status") or {}), "nodeCount is Volcano's unless enabled"
     assert operator.metric("volcano_topology_writes_total", provider="emulated", verb="create") == 3
+    assert operator.metric("volcano_topology_status_writes_total") == 3, "one status write per object, no more"
+    made = operator.metric("volcano_topology_last_applied_event_timestamp_seconds", provider="emulated")
+    assert 0 < made <= time.time(), "when the provider made the snapshot that was applied"
+    assert operator.metric("volcano_topology_last_applied_event_latency_seconds", provider="emulated") >= 0
     print(f"converged from empty in {seconds:.1f}s")
 
 
