@@ -51,6 +51,7 @@ or deleted; any other object under a desired name is a conflict, never overwritt
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -78,7 +79,8 @@ class Observed:
     owner: str | None
     labels: Mapping[str, str]
     annotations: Mapping[str, str]
-    spec: Mapping[str, Any] | None
+    # The spec as canonical JSON (None: no spec): a few KB per object instead of its dicts, and compared in one go.
+    spec_json: str | None
     resource_version: str
     uid: str
     # label and annotation keys each field manager owns, from managedFields
@@ -102,15 +104,17 @@ class Observed:
             had = managed.get(entry.get("manager", ""), (frozenset(), frozenset()))
             managed[entry.get("manager", "")] = (had[0] | keys[0], had[1] | keys[1])
         annotations = dict(metadata.get("annotations") or {})
+        raw_spec = obj.get("spec")
+        spec_json = None if raw_spec is None else canonical(raw_spec)
         parsed: HyperNode | None
         if (
             previous is not None
-            and previous.spec == obj.get("spec")
+            and previous.spec_json == spec_json
             and previous.labels == labels
             and previous.annotations == annotations
         ):
             parsed = previous.hypernode
-        elif sent is not None and sent[0].spec is not None and sent[1] == obj.get("spec"):
+        elif sent is not None and sent[0].spec is not None and sent[1] == raw_spec:
             kept = {k: v for k, v in metadata.items() if k in ("name", "labels", "annotations")}
             parsed = sent[0].model_copy(update={"metadata": ObjectMeta.model_validate(kept)})
         else:
@@ -125,12 +129,21 @@ class Observed:
             owner=ownership.owner_of(labels),
             labels=labels,
             annotations=annotations,
-            spec=obj.get("spec"),
+            spec_json=spec_json,
             resource_version=metadata.get("resourceVersion", ""),
             uid=metadata.get("uid", ""),
             managed_keys=managed,
             hypernode=parsed,
         )
+
+    @property
+    def spec(self) -> Mapping[str, Any] | None:
+        """The spec as the API server has it (parsed again from ``spec_json`` on each use)."""
+        return None if self.spec_json is None else dict(json.loads(self.spec_json))
+
+
+def canonical(spec: Any) -> str:
+    return json.dumps(spec, sort_keys=True, separators=(",", ":"))
 
 
 def _keys(fields: Mapping[str, Any] | None) -> frozenset[str]:
@@ -228,7 +241,7 @@ def with_ownership(hypernode: HyperNode, provider: str) -> HyperNode:
 
 def matches(desired: HyperNode, observed: Observed, manager: str) -> bool:
     """True when applying ``desired`` would change nothing this manager owns."""
-    if dict(observed.spec or {}) != (desired.spec.to_dict() if desired.spec else {}):
+    if (observed.spec_json or "{}") != canonical(desired.spec.to_dict() if desired.spec else {}):
         return False
     owned_labels, owned_annotations = observed.managed_keys.get(manager, (frozenset(), frozenset()))
     for wanted, have, owned in (

@@ -911,7 +911,10 @@ class Writer:
             # Exactly what the cluster holds (validated when it was read): shared, not a second copy in memory.
             return held.observed.hypernode, []
         verdict = check_document(owned.to_dict(), admission=self.settings.admission)
-        return (verdict.hypernode if verdict.ok else None), verdict.problems
+        if not verdict.ok:
+            return None, verdict.problems
+        # The provider's own object when validating it changed nothing: its members are not held twice.
+        return (owned if verdict.hypernode == owned else verdict.hypernode), verdict.problems
 
     async def _observe(self, channel: ProviderChannel | None = None) -> dict[str, Observed]:
         """The cluster's HyperNodes; with ``channel``, its disowned objects count as someone else's."""

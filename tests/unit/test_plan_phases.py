@@ -10,6 +10,7 @@ end exactly at the desired state.
 from __future__ import annotations
 
 import itertools
+import json
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -324,7 +325,7 @@ def test_an_object_that_no_longer_parses_is_released_from_its_raw_spec() -> None
             "resourceVersion": "7",
             "uid": "u-l1",
         },
-        "spec": dict(body["spec"]),
+        "spec": json.loads(body["spec_json"]),
     }
     unreadable = Observed.from_dict(raw)
     assert unreadable.hypernode is None
