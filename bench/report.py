@@ -209,13 +209,52 @@ STANDING_NOTES = [
     "- `all requests` includes kube-apiserver's own identity-Lease renewals (`PUT leases`, about one per 10 s);",
     "  a WATCH is counted when it ends, so the operator's open watches are not in any window. Raw per-verb",
     "  counts are in the JSON (`requests`; `harnessRequests` is what was subtracted).",
-    "- The emulated provider's `scan()` runs inside the operator process (it is `async`: on the event loop).",
-    "  Building the tree costs about 0.4 s of CPU per scan at 16,384 nodes and 2.2-2.9 s at 65,536, every 5 s",
-    "  interval: part of the operator's CPU in every window, and it can delay the writer at 65,536.",
+    "- The emulated provider runs inside the operator process: its scan is a blocking one (on a scan thread,",
+    "  not the event loop) and a model without scripted changes is built once. A changed model file is read",
+    "  (pure-Python YAML) and built again: about 0.5 s of CPU at 16,384 nodes and 4 s at 65,536, inside the",
+    "  `s` of every change (from the model file write) but not in `s from provider event`.",
     "- The harness (one watch, the baseline threads, the expected-state computation before each change)",
     "  shares the 2 cores with the operator, kube-apiserver and etcd.",
     "- `move-node` and the other changes are timed from the model file write: the provider notices it",
     "  within 0.2 s (`watchModelFile`) and scans; the operator's reaction is the rest.",
+]
+
+
+# What profiling found (py-spy, `--profile`) and what changed, with the figures before and after: the
+# "before" run is bench/results/2026-12-02T01-52-57Z.json (commit c226092), the "after" is the table above.
+PROFILE_NOTES = [
+    "## Profiling: what dominated, what was changed",
+    "",
+    "Before (run 2026-12-02T01-52-57Z, commit c226092, kept in `bench/results/`): 16,384 nodes cold 13.8 s",
+    "(2.6x), 234 MiB; one node moved 2.25 s; 10% moved 30 s, 2,555 writes; 65,536 nodes cold 64.9 s (3.0x),",
+    "744 MiB, 10% moved 154 s, 10,235 writes, 1,192 MiB; 65,536 failover never converged (lease 8s/3s/1s).",
+    "",
+    "| hot path (share of the operator's samples) | change |",
+    "| --- | --- |",
+    "| LIST of all HyperNodes per batch, and kopf's per-object handling of the HyperNode watch | a plain "
+    "LIST+WATCH cache (`hypernodecache.py`) written through by the writer; kopf watches nothing |",
+    "| validating every observed object version (pydantic; one member-name validator alone ~20%) | a version "
+    "whose spec did not change reuses the parsed copy; the answer to our own write reuses what was sent; "
+    "member-name checks cached |",
+    "| re-validating every object of every snapshot in `_prepare` (0.44 s per 16k snapshot) | an object equal to "
+    "the one accepted last time (or to the cache's) is compared, not validated (0.06 s) |",
+    "| 409 + GET after a status write moved the resourceVersion under a pending spec write (346 GETs in the 10% "
+    "move) | status waits for the writer's pending writes of that object; the cache's newer version is used "
+    "before writing: 0 GETs, one status write per changed object |",
+    "| building the provider's tree and fingerprinting it on the event loop (2-3 s per scan at 65k: lease "
+    "renewals missed) | conversion on the provider's own thread; tree checks and planning on the writer's own "
+    "thread |",
+    "| memory: managedFields and status inside every parsed object, the raw spec dicts, two copies of every "
+    "member | parsed objects keep name/labels/annotations only, specs kept as canonical JSON, a validated "
+    "object shares the provider's members |",
+    "",
+    "Left, with the cause: the cold sync's ratio counts the operator's start (imports of kopf and the",
+    "`kubernetes` client, about 1 s; the first scan and its validation) which the baseline does not have, and",
+    "each request through the official client costs about 3 ms of the operator's CPU on the same 2 cores the",
+    "API server needs (the baseline's bare HTTP client costs a fraction of that): closing it would take a",
+    "leaner HTTP path for writes. One node moved costs 2 spec writes and 2 status writes: `observedGeneration`",
+    "must follow the spec, and the CRD's status subresource keeps status out of the spec's request.",
+    "",
 ]
 
 
@@ -247,6 +286,7 @@ def write(raw: dict[str, Any], results: Path, png: Path) -> None:
         "",
         *targets(found),
         "",
+        *PROFILE_NOTES,
         "## Notes",
         "",
         *(notes_for(found) or ["- every scenario converged"]),

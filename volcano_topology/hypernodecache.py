@@ -120,6 +120,11 @@ class HyperNodeCache(Reflector[Seen]):
         # On the watch thread: a plain dict read of the version held (a stale one only costs a full parse).
         return Seen.from_dict(obj, self._items.get(str((obj.get("metadata") or {}).get("name", ""))))
 
+    def wanted(self, name: str, resource_version: str) -> bool:
+        # On the watch thread: plain dict reads. The echo of our own write is not parsed at all; a read racing
+        # a write-through only costs a parse that ``put`` then ignores.
+        return self._is_news(name, resource_version)
+
     def put(self, name: str, item: Seen) -> bool:
         if not self._is_news(name, item.resource_version):
             return False
@@ -129,7 +134,9 @@ class HyperNodeCache(Reflector[Seen]):
         return True
 
     def delete(self, name: str, resource_version: str) -> bool:
-        self._deleted.pop(name, None)
+        gone = self._deleted.get(name)
+        if gone is not None and not newer(gone, resource_version):
+            del self._deleted[name]  # the echo of our delete (or later): older events cannot come any more
         held = self._items.get(name)
         if held is None:
             return False  # our own delete, already forgotten

@@ -69,6 +69,10 @@ class Reflector(Generic[Item]):
         """Runs on the watch thread: the object as the cache keeps it."""
         raise NotImplementedError
 
+    def wanted(self, name: str, resource_version: str) -> bool:
+        """Runs on the watch thread: False skips converting an event the view already has (an echo)."""
+        return True
+
     def replace(self, items: dict[str, Item], resource_version: str) -> bool:
         """Runs on the event loop after a full LIST; True when the view changed."""
         raise NotImplementedError
@@ -194,7 +198,7 @@ class Reflector(Generic[Item]):
                     continue
                 if kind == "DELETED":
                     self._publish(functools.partial(self.delete, name, resource_version))
-                else:
+                elif self.wanted(name, resource_version):
                     self._publish(functools.partial(self.put, name, self.convert(obj)))
         finally:
             with self._lock:

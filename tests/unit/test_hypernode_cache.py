@@ -69,7 +69,7 @@ steps = st.lists(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(steps)
 def test_the_cache_ends_equal_to_the_server_and_never_goes_back_in_time(script: list[tuple[str, str]]) -> None:
     server, cache = Server(), new_cache()
