@@ -98,8 +98,11 @@ def connection_info(api: Any) -> kopf.ConnectionInfo:
 def run(options: RunOptions) -> int:
     if options.kubeconfig:
         os.environ["KUBECONFIG"] = str(options.kubeconfig)  # for kopf's login as well as ours
-    api = kube.api_client(options.kubeconfig)
-    config = initial_configuration(options.source, ClusterClient(api))
+    config = initial_configuration(options.source, ClusterClient(kube.api_client(options.kubeconfig)))
+    # Every request thread keeps a connection: spec writes and status writes (concurrency each), the two
+    # watches, the lease and the other cluster requests. A smaller pool drops connections and opens new
+    # ones, each a TLS handshake on both sides.
+    api = kube.api_client(options.kubeconfig, pool_size=2 * config.operator.concurrency + 12)
     registry = build_registry()
     memo = kopf.Memo(options=options, api=api, config=config)
     try:
