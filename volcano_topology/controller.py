@@ -371,7 +371,7 @@ class Controller:
     def _replace_writer(self, writer: Writer | None) -> None:
         """Its providers are stopped already: the old writer's request threads can go."""
         if self.writer is not None:
-            self.writer.client.close()
+            self.writer.close()
         self.writer = writer
 
     def _writer_for(self, config: Configuration) -> Writer:
@@ -435,7 +435,7 @@ class Controller:
         try:
             done = await cleaner.process(channel, [Event.snapshot([])])
         finally:
-            cleaner.client.close()
+            cleaner.close()
         if done:
             log.warning("provider %s: removed from the configuration; its HyperNodes were deleted", source)
         else:
@@ -454,7 +454,11 @@ class Controller:
         channels = [running.run.channel for running in self.runs.values()]
         sync = {channel.name: channel.sync for channel in channels}
         return StatusScope(
-            wanted.conditions, wanted.node_count, sync, self.gate, busy=lambda n: any(n in c.writing for c in channels)
+            wanted.conditions,
+            wanted.node_count,
+            sync,
+            self.gate,
+            busy=lambda n: any(n in c.writing or (c.planning and n in c.owned) for c in channels),
         )
 
     def _status_writer_for(self) -> None:

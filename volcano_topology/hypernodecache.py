@@ -20,6 +20,8 @@ milliseconds behind the server can cost a 409 and a re-read, never a wrong write
 from __future__ import annotations
 
 import functools
+import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -57,6 +59,10 @@ class Seen:
 Listener = Callable[[Seen, bool], None]
 
 
+TOMBSTONE_SECONDS = 600.0  # far longer than any request (with its retries) can take to be answered
+log = logging.getLogger(__name__)
+
+
 def newer(candidate: str, held: str) -> bool:
     """Is ``candidate`` a later version than ``held``? (Not numbers, e.g. another store: any difference is.)"""
     if candidate.isdigit() and held.isdigit():
@@ -74,8 +80,9 @@ class HyperNodeCache(Reflector[Seen]):
         super().__init__(functools.partial(objects.list_cluster_custom_object, GROUP, VERSION, PLURAL), **options)
         self._items: dict[str, Seen] = {}
         self._view: Mapping[str, Seen] = MappingProxyType(self._items)
-        # Names the writer deleted -> the version it deleted: older watch events for them are not a resurrection.
-        self._deleted: dict[str, str] = {}
+        # Names known deleted -> (the version of the deletion, when): an older version of them, from the watch
+        # or from a late answer to one of our requests, is not a resurrection. Kept TOMBSTONE_SECONDS at most.
+        self._deleted: dict[str, tuple[str, float]] = {}
         self._listeners: list[Listener] = []
 
     # -- reading ---------------------------------------------------------------------
@@ -99,11 +106,12 @@ class HyperNodeCache(Reflector[Seen]):
 
         ``sent``: the HyperNode applied and its spec as sent, so an answer with that spec is not parsed again.
         """
-        held = self._items.get(str((obj.get("metadata") or {}).get("name", "")))
+        name = str((obj.get("metadata") or {}).get("name", ""))
+        held = self._items.get(name)
         seen = Seen.from_dict(obj, held, sent)
-        if held is None or newer(seen.resource_version, held.resource_version):
-            self._items[seen.observed.name] = seen
-            self._deleted.pop(seen.observed.name, None)
+        if self._is_news(name, seen.resource_version):  # a late answer never brings back a deleted object
+            self._items[name] = seen
+            self._deleted.pop(name, None)
         return seen
 
     def forget(self, name: str, resource_version: str) -> None:
@@ -112,7 +120,19 @@ class HyperNodeCache(Reflector[Seen]):
         if held is not None and newer(held.resource_version, resource_version):
             return  # what we hold is newer than what was deleted (recreated meanwhile)
         self._items.pop(name, None)
-        self._deleted[name] = resource_version
+        self._tombstone(name, resource_version)
+
+    def _tombstone(self, name: str, resource_version: str) -> None:
+        now = time.monotonic()
+        previous = self._deleted.pop(name, None)
+        if previous is not None and not newer(resource_version, previous[0]):
+            resource_version = previous[0]
+        self._deleted[name] = (resource_version, now)  # re-inserted: the dict stays in order of time
+        while self._deleted:
+            oldest = next(iter(self._deleted))
+            if now - self._deleted[oldest][1] <= TOMBSTONE_SECONDS:
+                break
+            del self._deleted[oldest]
 
     # -- the watch (Reflector hooks, on the event loop) --------------------------------
 
@@ -134,9 +154,7 @@ class HyperNodeCache(Reflector[Seen]):
         return True
 
     def delete(self, name: str, resource_version: str) -> bool:
-        gone = self._deleted.get(name)
-        if gone is not None and not newer(gone, resource_version):
-            del self._deleted[name]  # the echo of our delete (or later): older events cannot come any more
+        self._tombstone(name, resource_version)  # whoever deleted it: nothing older may bring it back
         held = self._items.get(name)
         if held is None:
             return False  # our own delete, already forgotten
@@ -163,7 +181,8 @@ class HyperNodeCache(Reflector[Seen]):
             changed = True
             if not first:
                 self._tell(item, False)
-        self._deleted = {n: v for n, v in self._deleted.items() if n in items}
+        # A deletion the LIST already reflects needs no tombstone; one of ours after the LIST still does.
+        self._deleted = {n: t for n, t in self._deleted.items() if newer(t[0], resource_version)}
         return changed or first
 
     def _is_news(self, name: str, version: str) -> bool:
@@ -171,8 +190,11 @@ class HyperNodeCache(Reflector[Seen]):
         if held is not None:
             return newer(version, held.resource_version)
         gone = self._deleted.get(name)
-        return gone is None or newer(version, gone)
+        return gone is None or newer(version, gone[0])
 
     def _tell(self, seen: Seen, deleted: bool) -> None:
         for listener in self._listeners:
-            listener(seen, deleted)
+            try:
+                listener(seen, deleted)
+            except Exception:  # one listener's bug must not keep the others (or the view) from the change
+                log.exception("HyperNode cache listener failed on %s", seen.observed.name)

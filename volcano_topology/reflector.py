@@ -199,7 +199,14 @@ class Reflector(Generic[Item]):
                 if kind == "DELETED":
                     self._publish(functools.partial(self.delete, name, resource_version))
                 elif self.wanted(name, resource_version):
-                    self._publish(functools.partial(self.put, name, self.convert(obj)))
+                    try:
+                        item = self.convert(obj)
+                    except Exception:  # one object this cache cannot read must not stop the watch for good
+                        self.errors += 1
+                        log.exception("%s watch: could not read %s (version %s); skipped", self.what, name,
+                                      resource_version)  # fmt: skip
+                        continue
+                    self._publish(functools.partial(self.put, name, item))
         finally:
             with self._lock:
                 self._response = None
@@ -213,7 +220,12 @@ class Reflector(Generic[Item]):
 
         async def apply() -> None:
             assert self._changed is not None
-            if change():
+            try:
+                changed = change()
+            except Exception:  # nobody awaits this coroutine: say so, or the failure is silent
+                log.exception("%s watch: applying a change failed", self.what)
+                changed = True  # part of it may have been applied: wake the waiters to look
+            if changed:
                 async with self._changed:
                     self.generation += 1
                     self._changed.notify_all()

@@ -69,7 +69,7 @@ class StatusWriter:
     _counts: dict[str, tuple[tuple[str, int], int]] = field(default_factory=dict)
 
     def dirty(self, names: Iterable[str] | None = None) -> None:
-        """Recompute these names (None: every owned object) soon."""
+        """Recompute these names (None: every owned object; empty: the names held back) soon."""
         if names is None:
             self._all = True
         else:
@@ -104,6 +104,9 @@ class StatusWriter:
             return
         self.stats.passes += 1
         items = self.cache.items()
+        if names is None:
+            for gone in [n for n in self._counts if n not in items]:
+                del self._counts[gone]  # deleted by us (never told as a change): not kept forever
         candidates = list(items) if names is None else [n for n in names if n in items]
         # Counted only from a synced view: a count from a half-listed cluster would be written as fact.
         count_nodes = scope.node_count and self.nodes.synced()
@@ -147,15 +150,15 @@ class StatusWriter:
                 name, desired, ownership.status_manager(owner), resource_version=seen.resource_version, gate=gate
             )
         except KubeError as exc:
-            if exc.status == 404:  # gone meanwhile: the watch says so soon
+            if exc.status == 404:  # gone: what the cache holds is behind
+                self.cache.forget(name, seen.resource_version)
                 return
-            if exc.status == 409:  # changed since it was seen: computed again from the newer version
+            # 409: changed since it was seen; the newer version, from the watch, marks it again. Anything else:
+            # the next full pass (every few seconds) tries again. Never at once: that would spin on a stale view.
+            if exc.status == 409:
                 self.stats.conflicts += 1
-                log.info("status of HyperNode %s not written: %s", name, exc)
-                self.dirty([name])
-                return
-            log.warning("status of HyperNode %s not written: %s", name, exc)
-            self.dirty([name])  # retried at the next pass
+            log.log(logging.INFO if exc.status == 409 else logging.WARNING,
+                    "status of HyperNode %s not written: %s", name, exc)  # fmt: skip
             return
         self.stats.writes += 1
         if answer:
@@ -164,7 +167,8 @@ class StatusWriter:
     def _node_count(self, seen: Seen) -> int:
         """Counted again only when the spec or the Node view changed."""
         assert seen.observed.hypernode is not None
-        key = (str(seen.generation or seen.resource_version), self.nodes.generation)
+        # uid: an object deleted and created again starts at generation 1 again, with other members maybe.
+        key = (f"{seen.observed.uid}/{seen.generation or seen.resource_version}", self.nodes.generation)
         cached = self._counts.get(seen.observed.name)
         if cached is None or cached[0] != key:
             cached = self._counts[seen.observed.name] = (key, node_count(seen.observed.hypernode, self.nodes.labels()))

@@ -179,6 +179,7 @@ class ProviderChannel:
     # Names with writes of the running plan still to come: their status waits (a status write in between
     # would move the resourceVersion the next spec write is conditional on).
     writing: set[str] = field(default_factory=set)
+    planning: bool = False  # a batch is being validated and planned: its owned objects' status waits too
 
     def mark(self, names: Iterable[str], synced: bool, reason: str, message: str) -> None:
         names = list(names)
@@ -416,6 +417,16 @@ class Writer:
             self._reply(channel, raw if isinstance(raw, Event) else None, MalformedEvent(f"{why}: {raw!r:.200}"))
         if batch.snapshot is None and not batch.singles:
             return True
+        channel.planning = True
+        try:
+            return await self._process(channel, batch, started)
+        finally:
+            channel.planning = False
+            if channel.on_mark is not None:
+                channel.on_mark([])  # status held back while planning is due now
+
+    async def _process(self, channel: ProviderChannel, batch: Batch, started: float) -> bool:
+        stats = channel.stats
         try:
             await self._settle_disowned(channel)
             observed = await self._observe(channel)
@@ -726,6 +737,7 @@ class Writer:
         written: dict[str, Observed | None] = {}  # what our own writes of this plan left, by name
         left = collections.Counter(op.name for op in plan.operations)
         channel.writing.update(left)
+        channel.planning = False  # from here on, only the names still to be written hold their status back
 
         async def write(op: Operation) -> bool:
             try:
@@ -904,12 +916,15 @@ class Writer:
                 return None, [Problem("(post-process)", "post-process hook", "did not return a HyperNode", "schema")]
         owned = with_ownership(hypernode, channel.name)
         accepted = (channel.desired or {}).get(owned.metadata.name or "")
-        if accepted is not None and accepted == owned:
+        # Compared only when not the very same members: a provider changing what it sent in place would make
+        # the comparison with itself meaningless (that object is validated again instead).
+        if accepted is not None and accepted.spec is not owned.spec and accepted == owned:
             return accepted, []  # what was validated last time, unchanged: comparing is ~8x cheaper than checking
         held = self.cache.items().get(owned.metadata.name or "") if self.cache is not None else None
-        if held is not None and held.observed.hypernode == owned:
+        cached = held.observed.hypernode if held is not None else None
+        if cached is not None and cached.spec is not owned.spec and cached == owned:
             # Exactly what the cluster holds (validated when it was read): shared, not a second copy in memory.
-            return held.observed.hypernode, []
+            return cached, []
         verdict = check_document(owned.to_dict(), admission=self.settings.admission)
         if not verdict.ok:
             return None, verdict.problems
@@ -932,6 +947,12 @@ class Writer:
             if current is not None and current.owner == channel.name:  # type: ignore[union-attr]
                 observed[name] = dataclasses.replace(current, owner=None)
         return observed
+
+    def close(self) -> None:
+        """Its request threads and its planning thread end once idle (a replaced writer)."""
+        self.client.close()
+        if self._planner is not None:
+            self._planner.shutdown(wait=False)
 
     async def _off_loop(self, work: Callable[[], T]) -> T:
         """Pure work over a whole snapshot (seconds at 65k nodes) on the writer's own thread: the event loop

@@ -64,7 +64,10 @@ def deliver(cache: HyperNodeCache, server: Server) -> None:
 
 
 steps = st.lists(
-    st.tuples(st.sampled_from(["ours", "theirs", "delete", "deliver", "deliver"]), st.sampled_from(NAMES)),
+    st.tuples(
+        st.sampled_from(["ours", "ours-late", "answer", "theirs", "delete", "deliver", "deliver"]),
+        st.sampled_from(NAMES),
+    ),
     max_size=40,
 )
 
@@ -74,9 +77,14 @@ steps = st.lists(
 def test_the_cache_ends_equal_to_the_server_and_never_goes_back_in_time(script: list[tuple[str, str]]) -> None:
     server, cache = Server(), new_cache()
     held: dict[str, int] = {}
+    late: list[dict[str, Any]] = []  # answers to our writes still on their way (a status write, say)
     for action, name in script:
         if action == "ours":
             cache.record(server.write(name, "ours"))  # write-through, before the watch echoes it
+        elif action == "ours-late" and name in server.objects:
+            late.append(server.write(name, "ours"))
+        elif action == "answer" and late:
+            cache.record(late.pop(0))
         elif action == "theirs":
             server.write(name, "theirs")  # someone else: only the watch tells
         elif action == "delete" and name in server.objects:
@@ -87,8 +95,11 @@ def test_the_cache_ends_equal_to_the_server_and_never_goes_back_in_time(script: 
             version = int(seen.resource_version)
             assert version >= held.get(item, 0), f"{item} went back from {held[item]} to {version}"
             held[item] = version
-    while server.stream:
-        deliver(cache, server)
+    while server.stream or late:
+        if server.stream:
+            deliver(cache, server)
+        if late:
+            cache.record(late.pop(0))
     assert {n: s.resource_version for n, s in cache.items().items()} == {
         n: o["metadata"]["resourceVersion"] for n, o in server.objects.items()
     }
@@ -151,3 +162,19 @@ def test_an_answer_to_our_own_write_reuses_what_was_sent_only_when_the_spec_is_t
     assert answer.hypernode.metadata.labels == {"topology.volcano.sh/source": "fabric"}
     other = Seen.from_dict(obj("a", 105, node="n8"), None, (sent, spec)).observed
     assert other.hypernode is not None and other.hypernode.spec is not sent.spec, "a different answer is parsed"
+
+
+def test_node_count_of_an_object_deleted_and_created_again_is_counted_again() -> None:
+    from volcano_topology.kube import ClusterClient
+    from volcano_topology.nodewatch import NodeCache
+    from volcano_topology.statuswriter import StatusWriter
+
+    api = client.ApiClient(client.Configuration())
+    writer = StatusWriter(HyperNodeCache(api), NodeCache(api), ClusterClient(api), lambda: None)
+    first = obj("x", 101)
+    first["metadata"]["uid"] = "uid-1"
+    again = obj("x", 101)  # the same generation and version numbers, another object
+    again["metadata"]["uid"] = "uid-2"
+    again["spec"]["members"].append({"type": "Node", "selector": {"exactMatch": {"name": "n9"}}})
+    assert writer._node_count(Seen.from_dict(first)) == 1
+    assert writer._node_count(Seen.from_dict(again)) == 2
