@@ -206,32 +206,38 @@ class FaultProxy:
                     self.wfile.write(data[index : index + 1])
                     self.wfile.flush()
 
-            def _forward(self, body: bytes | None) -> tuple[int, list[tuple[str, str]], bytes]:
+            def _upstream(
+                self, body: bytes | None, timeout: float
+            ) -> tuple[http.client.HTTPSConnection, http.client.HTTPResponse]:
+                """This request sent on to the real API server (the connection is the caller's to close)."""
                 connection = http.client.HTTPSConnection(
-                    proxy.upstream_host, proxy.upstream_port, context=proxy.upstream_context, timeout=30
+                    proxy.upstream_host, proxy.upstream_port, context=proxy.upstream_context, timeout=timeout
                 )
                 try:
                     headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
                     connection.request(self.command, self.path, body=body, headers=headers)
-                    response = connection.getresponse()
+                    return connection, connection.getresponse()
+                except OSError:
+                    connection.close()
+                    raise
+
+            def _forward(self, body: bytes | None) -> tuple[int, list[tuple[str, str]], bytes]:
+                connection = None
+                try:
+                    connection, response = self._upstream(body, timeout=30)
                     return response.status, response.getheaders(), response.read()
                 except OSError as exc:  # upstream down: answer as a load balancer would
                     message = json.dumps({"kind": "Status", "status": "Failure", "message": str(exc), "code": 503})
                     return 503, [("Content-Type", "application/json")], message.encode()
                 finally:
-                    connection.close()
+                    if connection is not None:
+                        connection.close()
 
             def _stream(self, body: bytes | None, received: float) -> None:
                 """A watch: its events are passed on as they come (chunked), not read to the end first."""
-                connection = http.client.HTTPSConnection(
-                    proxy.upstream_host, proxy.upstream_port, context=proxy.upstream_context, timeout=600
-                )
                 try:
-                    headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
-                    connection.request(self.command, self.path, body=body, headers=headers)
-                    response = connection.getresponse()
+                    connection, response = self._upstream(body, timeout=600)
                 except OSError:
-                    connection.close()
                     proxy._record(self.command, self.path, 503, body, received=received)
                     self._answer_status(Rule(status=503, reason="ServiceUnavailable"), None, record=False)
                     return
