@@ -13,6 +13,7 @@ says is visible in its view, so waiters wake only for what they can see.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import functools
@@ -35,7 +36,7 @@ class Gone(Exception):
     """The resourceVersion to resume from is too old (410): list again."""
 
 
-class Reflector(Generic[Item]):
+class Reflector(abc.ABC, Generic[Item]):
     """The LIST + WATCH loop; subclasses say how an object is kept (``convert``) and what a change is."""
 
     what = "objects"
@@ -65,25 +66,25 @@ class Reflector(Generic[Item]):
 
     # -- what subclasses define ------------------------------------------------------
 
+    @abc.abstractmethod
     def convert(self, obj: dict[str, Any]) -> Item:
         """Runs on the watch thread: the object as the cache keeps it."""
-        raise NotImplementedError
 
     def wanted(self, name: str, resource_version: str) -> bool:
         """Runs on the watch thread: False skips converting an event the view already has (an echo)."""
         return True
 
+    @abc.abstractmethod
     def replace(self, items: dict[str, Item], resource_version: str) -> bool:
         """Runs on the event loop after a full LIST; True when the view changed."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def put(self, name: str, item: Item) -> bool:
         """Runs on the event loop for ADDED/MODIFIED; True when the view changed."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def delete(self, name: str, resource_version: str) -> bool:
         """Runs on the event loop for DELETED; True when the view changed."""
-        raise NotImplementedError
 
     # -- the view (event loop side) --------------------------------------------------
 
