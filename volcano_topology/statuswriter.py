@@ -113,7 +113,9 @@ class StatusWriter:
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         writes: list[tuple[Seen, str, dict[str, Any]]] = []
         for name in candidates:
-            seen = items[name]
+            seen = items.get(name)  # the live view: an Event posted below awaits, and the object may go meanwhile
+            if seen is None:
+                continue
             if scope.busy(name):
                 self._dirty.add(name)  # no wake-up: the writer marks it when its writes are done
                 continue
