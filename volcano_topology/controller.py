@@ -243,13 +243,13 @@ class Controller:
         self._node_pokes = asyncio.create_task(self._poke_on_node_changes(), name="node-changes")
 
     async def _poke_on_node_changes(self) -> None:
-        """nodeCount follows Nodes: a change (after a short pause, so a burst is one pass) runs a step."""
+        """nodeCount follows Nodes: only the HyperNodes whose selectors read what changed are recounted."""
         seen = 0
         while True:
-            seen = await self.nodes.changed(seen)
+            previous, seen = seen, await self.nodes.changed(seen)
             config = self.state.config
             if config is not None and config.operator.status.node_count:
-                self.status.dirty(None)  # counts are cached per spec and Node-view generation: cheap
+                self.status.nodes_changed(self.nodes.changes_since(previous) if previous else None)
 
     def writer_problems(self) -> list[str]:
         """Writers with work waiting and no batch finished lately (readiness)."""

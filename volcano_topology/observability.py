@@ -122,6 +122,14 @@ class ControllerCollector(Collector):
             f"{PREFIX}_status_conflicts", "Status writes refused because the object had changed (recomputed)",
             value=status.conflicts,
         )  # fmt: skip
+        yield CounterMetricFamily(
+            f"{PREFIX}_node_counts", "nodeCount values computed (only when a spec or what its selectors read changed)",
+            value=status.counts,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            f"{PREFIX}_node_change_marks", "HyperNodes marked for a recount because a Node change concerned them",
+            value=status.node_marks,
+        )  # fmt: skip
         yield GaugeMetricFamily(f"{PREFIX}_leader", "1 while this replica leads and writes", value=int(self.leader()))
         yield CounterMetricFamily(
             f"{PREFIX}_config_errors", "Configuration problems found", value=c.state.config_errors_total

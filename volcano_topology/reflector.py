@@ -227,8 +227,10 @@ class Reflector(abc.ABC, Generic[Item]):
                 log.exception("%s watch: applying a change failed", self.what)
                 changed = True  # part of it may have been applied: wake the waiters to look
             if changed:
+                # Bumped in the same step as the change (no await between): a subclass stamps what changed
+                # with ``generation + 1``, which is then exactly the generation that carries it.
+                self.generation += 1
                 async with self._changed:
-                    self.generation += 1
                     self._changed.notify_all()
 
         coroutine = apply()

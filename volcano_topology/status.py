@@ -71,6 +71,29 @@ def node_count(hypernode: HyperNode, nodes: Mapping[str, Mapping[str, str]]) -> 
     return len(selected)
 
 
+def count_inputs(hypernode: HyperNode) -> tuple[bool, frozenset[str]]:
+    """What of the Node view ``node_count`` reads: (the set of names?, these label keys).
+
+    An ``exactMatch`` member reads nothing (its name counts whether or not such a Node exists);
+    a ``regexMatch`` member reads the names; a ``labelMatch`` member reads the names (a Node
+    added without a key can match ``NotIn``/``DoesNotExist``, or an empty selector) and the keys
+    it names. A change to anything else cannot change the count.
+    """
+    names = False
+    keys: set[str] = set()
+    for member in hypernode.members:
+        selector = member.selector
+        if selector is None:
+            continue
+        if selector.regex_match is not None:
+            names = True
+        elif selector.label_match is not None:
+            names = True
+            keys.update((selector.label_match.match_labels or {}).keys())
+            keys.update(r.key for r in selector.label_match.match_expressions or [])
+    return names, frozenset(keys)
+
+
 def node_counts(hypernodes: Mapping[str, HyperNode], nodes: Mapping[str, Mapping[str, str]]) -> dict[str, int]:
     return {name: node_count(hypernode, nodes) for name, hypernode in hypernodes.items()}
 

@@ -25,8 +25,8 @@ from typing import Any
 from volcano_topology import ownership
 from volcano_topology.hypernodecache import HyperNodeCache, Seen
 from volcano_topology.kube import ClusterClient, KubeError, NotLeading
-from volcano_topology.nodewatch import NodeCache
-from volcano_topology.status import SyncState, condition, node_count, status_differs
+from volcano_topology.nodewatch import Changes, NodeCache
+from volcano_topology.status import SyncState, condition, count_inputs, node_count, status_differs
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,8 @@ class StatusStats:
     writes: int = 0
     conflicts: int = 0
     passes: int = 0
+    counts: int = 0  # nodeCount computed (not taken from the cache of counts)
+    node_marks: int = 0  # names marked because a Node change concerned their selectors
 
 
 @dataclass
@@ -66,7 +68,11 @@ class StatusWriter:
     _dirty: set[str] = field(default_factory=set)
     _all: bool = False
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
-    _counts: dict[str, tuple[tuple[str, int], int]] = field(default_factory=dict)
+    _counts: dict[str, tuple[tuple[str, tuple[int, ...]], int]] = field(default_factory=dict)
+    # What each counted object's selectors read of the Node view, and the reverse: who reads a key, the names.
+    _inputs: dict[str, tuple[bool, frozenset[str]]] = field(default_factory=dict)
+    _readers_of_key: dict[str, set[str]] = field(default_factory=dict)
+    _readers_of_names: set[str] = field(default_factory=set)
 
     def dirty(self, names: Iterable[str] | None = None) -> None:
         """Recompute these names (None: every owned object; empty: the names held back) soon."""
@@ -80,7 +86,7 @@ class StatusWriter:
         """A cache listener: a new version may need a new status; a deleted one needs nothing, ever."""
         name = seen.observed.name
         if deleted:
-            self._counts.pop(name, None)
+            self._forget_count(name)
             self._dirty.discard(name)
         else:
             self.dirty([name])
@@ -106,7 +112,7 @@ class StatusWriter:
         items = self.cache.items()
         if names is None:
             for gone in [n for n in self._counts if n not in items]:
-                del self._counts[gone]  # deleted by us (never told as a change): not kept forever
+                self._forget_count(gone)  # deleted by us (never told as a change): not kept forever
         candidates = list(items) if names is None else [n for n in names if n in items]
         # Counted only from a synced view: a count from a half-listed cluster would be written as fact.
         count_nodes = scope.node_count and self.nodes.synced()
@@ -166,12 +172,60 @@ class StatusWriter:
         if answer:
             self.cache.record(answer)
 
+    def nodes_changed(self, changes: Changes | None) -> int:
+        """The Node view changed (None: it was listed for the first time); mark whose count may have moved.
+
+        Only HyperNodes whose selectors read what changed are marked: a Node added or deleted concerns
+        ``regexMatch`` and ``labelMatch`` members, a label change only the selectors naming that key, and
+        nothing concerns ``exactMatch`` members. When nobody is concerned there is no pass at all.
+        Returns how many names were marked.
+        """
+        if changes is None:
+            self.dirty(None)
+            return len(self.cache.items())
+        marked: set[str] = set(self._readers_of_names) if changes.names else set()
+        for key in changes.keys:
+            marked |= self._readers_of_key.get(key, set())
+        if marked:
+            self.stats.node_marks += len(marked)
+            self.dirty(marked)
+        return len(marked)
+
     def _node_count(self, seen: Seen) -> int:
-        """Counted again only when the spec or the Node view changed."""
-        assert seen.observed.hypernode is not None
+        """Counted again only when the spec or what its selectors read of the Node view changed."""
+        hypernode = seen.observed.hypernode
+        assert hypernode is not None
+        name = seen.observed.name
         # uid: an object deleted and created again starts at generation 1 again, with other members maybe.
-        key = (f"{seen.observed.uid}/{seen.generation or seen.resource_version}", self.nodes.generation)
-        cached = self._counts.get(seen.observed.name)
+        version = f"{seen.observed.uid}/{seen.generation or seen.resource_version}"
+        cached = self._counts.get(name)
+        if cached is None or cached[0][0] != version:
+            self._set_inputs(name, count_inputs(hypernode))
+        names, keys = self._inputs[name]
+        key = (version, self.nodes.inputs_version(names, keys))
         if cached is None or cached[0] != key:
-            cached = self._counts[seen.observed.name] = (key, node_count(seen.observed.hypernode, self.nodes.labels()))
+            self.stats.counts += 1
+            cached = self._counts[name] = (key, node_count(hypernode, self.nodes.labels()))
         return cached[1]
+
+    def _set_inputs(self, name: str, inputs: tuple[bool, frozenset[str]]) -> None:
+        self._forget_count(name)
+        self._inputs[name] = inputs
+        names, keys = inputs
+        if names:
+            self._readers_of_names.add(name)
+        for key in keys:
+            self._readers_of_key.setdefault(key, set()).add(name)
+
+    def _forget_count(self, name: str) -> None:
+        self._counts.pop(name, None)
+        inputs = self._inputs.pop(name, None)
+        if inputs is None:
+            return
+        self._readers_of_names.discard(name)
+        for key in inputs[1]:
+            readers = self._readers_of_key.get(key)
+            if readers is not None:
+                readers.discard(name)
+                if not readers:
+                    del self._readers_of_key[key]

@@ -219,8 +219,24 @@ def test_node_changes_update_node_count(
             return ((found or {}).get("status") or {}).get("nodeCount")
 
         operator.wait(lambda: count() == 2, what="nodeCount 2")
+
+        # Only changes a selector reads cause work: an unused label and a status-only update recount nothing.
+        def counted() -> float:
+            return operator.metric("volcano_topology_node_counts_total")
+
+        def marked() -> float:
+            return operator.metric("volcano_topology_node_change_marks_total")
+
+        counts, marks = counted(), marked()
+        core.patch_node("count-n1", {"metadata": {"labels": {"unused": "yes"}}})
+        core.patch_node_status("count-n2", {"status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+        time.sleep(3)  # several controller steps and status passes at the harness's poll interval
+        assert counted() == counts, "a label no selector reads recounted"
+        assert marked() == marks, "a label no selector reads marked an object"
         core.patch_node("count-n3", {"metadata": {"labels": {"rack": "r1"}}})
         operator.wait(lambda: count() == 3, within=20, what="nodeCount 3 after a label change")
+        assert marked() == marks + 1, "the rack label concerns rack-r1 alone"
+        assert counted() == counts + 1
         core.delete_node("count-n1")
         operator.wait(lambda: count() == 2, within=20, what="nodeCount 2 after a node deletion")
         node = core.read_node("count-n2")
