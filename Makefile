@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # is installed (pip install --target DIR) and loads it from there with --provider-path.
 PROVIDERS := $(filter-out providers/example,$(patsubst %/pyproject.toml,%,$(wildcard providers/*/pyproject.toml)))
 
-.PHONY: dev test lint unit integration install control-plane clean bench bench-smoke
+.PHONY: dev test lint unit integration install control-plane clean bench bench-smoke reliability soak
 
 $(STAMP): pyproject.toml $(wildcard providers/*/pyproject.toml)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,17 @@ bench: control-plane
 ## The benchmark's quick run: 1,024 nodes, four scenarios, about a minute (no RESULTS.md rewrite).
 bench-smoke: control-plane
 	$(BIN)/python -m bench.scale --smoke --no-report --out test-artifacts/bench
+
+## The reliability suite at full size (< 30 min): faults, bad input, security; figures in
+## test-artifacts/reliability/figures.jsonl (docs/reliability.md). `make test` runs it at the fast size.
+reliability: control-plane
+	rm -f test-artifacts/reliability/figures.jsonl
+	VOLCANO_TOPOLOGY_RELIABILITY=full $(BIN)/python -m pytest tests/integration/reliability -m "reliability and not soak" $(RELIABILITY_ARGS)
+
+## The long soak alone (SOAK_MINUTES, default 30): 16,384 nodes, fabric changes, API-server restarts, failovers.
+SOAK_MINUTES ?= 30
+soak: control-plane
+	VOLCANO_TOPOLOGY_RELIABILITY=full VOLCANO_TOPOLOGY_SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/python -m pytest tests/integration/reliability -m soak -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

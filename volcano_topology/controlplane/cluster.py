@@ -81,6 +81,7 @@ class _Process:
 
     def stop(self, timeout: float = 15.0) -> None:
         if self.popen is not None and self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGCONT)  # a paused process would hold SIGTERM until the kill
             self.popen.terminate()
             try:
                 self.popen.wait(timeout)
@@ -152,6 +153,22 @@ class LocalControlPlane:
         """Stop only kube-apiserver (etcd keeps the data), e.g. to test an outage."""
         if self._apiserver is not None:
             self._apiserver.stop()
+
+    def pause_etcd(self) -> None:
+        """SIGSTOP etcd: requests hang (no error, no answer) until :meth:`resume_etcd`, as with a stalled disk."""
+        self._signal_etcd(signal.SIGSTOP)
+
+    def resume_etcd(self) -> None:
+        self._signal_etcd(signal.SIGCONT)
+
+    def _signal_etcd(self, sig: signal.Signals) -> None:
+        if self._etcd is None or self._etcd.popen is None:
+            raise RuntimeError("etcd is not running")
+        self._etcd.popen.send_signal(sig)
+
+    @property
+    def apiserver_pid(self) -> int | None:
+        return self._apiserver.popen.pid if self._apiserver is not None and self._apiserver.popen is not None else None
 
     def start_apiserver(self) -> None:
         """(Re)start kube-apiserver on the same port and wait until it is ready."""
