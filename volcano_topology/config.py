@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -55,6 +56,8 @@ def parse_duration(value: Any) -> float:
         seconds = sum(float(n) * _UNITS[u] for n, u in parts)
     else:
         raise ValueError("not a duration like 30s, 10m or 1h30m")
+    if not math.isfinite(seconds):  # YAML's .nan and .inf: a timer that never fires, or fires at once
+        raise ValueError("a duration must be a finite number")
     if seconds <= 0:
         raise ValueError("a duration must be positive")
     return seconds
@@ -178,12 +181,29 @@ class Configuration(_Config):
         return {e.source: e for e in self.network_topology_discovery if e.enabled}
 
 
+# YAML aliases share one value among many places: a few hundred bytes of anchors can stand for billions of
+# values (or a value that contains itself), which whatever walks the configuration (validation, the
+# fingerprint) would expand. A real configuration has thousands at most.
+MAX_VALUES = 1_000_000
+
+
 def parse_configuration(text: str) -> Configuration:
     """Parse and validate; every problem names its place (``networkTopologyDiscovery[1].interval``)."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError([f"not valid YAML: {yaml_problem(exc)}"]) from exc
+    except RecursionError:
+        raise ConfigError(["not valid YAML: nested too deeply"]) from None
+    except ValueError:  # a constructor's: int() of more than 4,300 digits, a date that does not exist
+        raise ConfigError(
+            ["not valid YAML: a value that cannot be converted (a number too long, or a bad date)"]
+        ) from None
+    if _too_many_values(data):
+        raise ConfigError(
+            [f"the configuration expands to more than {MAX_VALUES:,} values (YAML aliases that repeat or contain "
+             "themselves?)"]
+        )  # fmt: skip
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -192,6 +212,24 @@ def parse_configuration(text: str) -> Configuration:
         return Configuration.model_validate(data)
     except ValidationError as exc:
         raise ConfigError([_place(e["loc"]) + ": " + e["msg"] for e in exc.errors()]) from exc
+
+
+def _too_many_values(data: Any) -> bool:
+    """Whether ``data``, with every alias expanded, holds more than ``MAX_VALUES`` values (bounded work)."""
+    pending, seen = [data], 1
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            children = [*value.keys(), *value.values()]
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        seen += len(children)
+        if seen > MAX_VALUES:  # counted before being pushed: the work and the stack stay below the bound
+            return True
+        pending.extend(children)
+    return False
 
 
 def yaml_problem(exc: yaml.YAMLError) -> str:
@@ -204,8 +242,16 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
     return type(exc).__name__
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z_][\w-]*")
+
+
 def _place(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not _PLAIN_KEY.fullmatch(part):  # an empty key, or one with dots, spaces, quotes: shown quoted
+            out += f"[{json.dumps(part)}]"
+        else:
+            out += f".{part}" if out else part
     return out or "(configuration)"

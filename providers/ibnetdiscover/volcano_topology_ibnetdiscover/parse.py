@@ -40,11 +40,12 @@ _LETTER_OF_KIND = {kind: letter for letter, kind in _KIND_OF_LETTER.items()}
 _HEADER = re.compile(r"(vendid|devid|sysimgguid|switchguid|caguid|rtguid)=(.*)")
 _HEADER_VALUE = re.compile(r"0x([0-9a-fA-F]{1,16})\b")
 _NODE_WORD = re.compile(r"(?:Switch|Ca|Rt)(?=[\s\d\"])")
-_NODE = re.compile(r'(Switch|Ca|Rt)\s*(\d+)\s*"([SHR])-([0-9a-fA-F]{1,16})"\s*#\s*"(.*)"(.*)')
+# Port numbers and counts: at most 9 digits (ports are 8-bit in InfiniBand), so int() never meets a huge one.
+_NODE = re.compile(r'(Switch|Ca|Rt)\s*(\d{1,9})\s*"([SHR])-([0-9a-fA-F]{1,16})"\s*#\s*"(.*)"(.*)')
 _SWITCH_TAIL = re.compile(r"\blid \d+ lmc \d+\b")
 _PORT = re.compile(
-    r"\[(\d+)\](?:\[ext \d+\])?(?:\([0-9a-fA-F]{1,16}\))?\s*"  # local port, its GUID on a CA
-    r'"([SHR])-([0-9a-fA-F]{1,16})"\[(\d+)\](?:\[ext \d+\])?\s*(?:\([0-9a-fA-F]{1,16}\))?\s*'  # the peer
+    r"\[(\d{1,9})\](?:\[ext \d+\])?(?:\([0-9a-fA-F]{1,16}\))?\s*"  # local port, its GUID on a CA
+    r'"([SHR])-([0-9a-fA-F]{1,16})"\[(\d{1,9})\](?:\[ext \d+\])?\s*(?:\([0-9a-fA-F]{1,16}\))?\s*'  # the peer
     r"#(.*)"
 )
 # Every port line ends with the peer's LID and the link's width and speed ("lid 3894 4xHDR"). Only the

@@ -275,6 +275,8 @@ def decode(body: bytes, resource: str) -> Any:
         ):
             cut = " (cut off?)"
         raise UFMDataError(f"GET {resource}: answer is not JSON{where}{cut}") from None
+    except ValueError:  # int() of a number of more than 4,300 digits
+        raise UFMDataError(f"GET {resource}: answer is not JSON that UFM sends (a number too long to read)") from None
 
 
 def _status_error(resource: str, status: int, headers: Mapping[str, str]) -> UFMError:
