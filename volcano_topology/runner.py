@@ -142,7 +142,12 @@ class ProviderRun:
                 await asyncio.wait_for(asyncio.shield(self._supervisor), grace)
             except TimeoutError:
                 self._supervisor.cancel()
-                await asyncio.gather(self._supervisor, return_exceptions=True)
+                # A provider that swallows the cancellation must not hold up the stop (and with it the
+                # other providers' drain, the lease's release and the exit): it is abandoned, not awaited.
+                await asyncio.wait({self._supervisor}, timeout=grace)
+                if not self._supervisor.done():
+                    log.error("provider %s did not stop within %.1fs of being cancelled (it ignores cancellation); "
+                              "abandoned", self.name, grace)  # fmt: skip
         try:
             await self.provider.stop()
         except Exception as exc:
