@@ -56,10 +56,14 @@ class IBNetDiscoverSettings(BaseModel):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
+        # Messages never quote the value: a URL with user:password@ would end up in logs and Events.
         if value is not None:
             parts = urlsplit(value)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"url {value!r}: expected http(s)://host/...")
+                raise ValueError("url: expected http(s)://host/...")
+            if parts.username is not None or parts.password is not None:
+                # Every failed fetch names its URL (in the log, at each scan): credentials in it would be shown.
+                raise ValueError("url must not carry credentials: put them in the Secret of credentials.secretRef")
         return value
 
     @field_validator("name_prefix")
