@@ -271,9 +271,13 @@ def test_credentials_never_appear_in_logs_events_metrics_or_replies(
     log = places["operator log"]
     assert "credentials" in log and "endpoint must not carry credentials" in log, "the in-config endpoint refused"
     assert "url must not carry credentials" in log, "the in-config URL refused"
+    # The operator's own credential too: the bearer token of its kubeconfig.
+    kube_token = next(u["user"]["token"] for u in yaml.safe_load(plane.kubeconfig.read_text())["users"])
     forms = {
         **secret_forms([user, password, token], user, password),
         **secret_forms([config_user, config_password], config_user, config_password),
+        "kubeconfig token": kube_token,
+        "kubeconfig token, base64": b64(kube_token),
     }
     found = [(what, where) for what, value in forms.items() for where, text in places.items() if value in text]
     operator.stop()
