@@ -2,8 +2,9 @@
 
 A provider whose ``start`` raises is stopped, logged, counted and started again after an
 exponential backoff; the writer and the other providers are not affected. Stopping sets
-``ctx.stopping``, gives the provider a grace period to return, cancels it otherwise,
-calls ``stop()``, then lets the writer drain what was queued.
+``ctx.stopping``, gives the provider a grace period to return, cancels it otherwise (and
+abandons it, logged, if it ignores the cancellation for another grace period), calls
+``stop()``, then lets the writer drain what was queued.
 """
 
 from __future__ import annotations
