@@ -73,6 +73,8 @@ class StatusWriter:
     _inputs: dict[str, tuple[bool, frozenset[str]]] = field(default_factory=dict)
     _readers_of_key: dict[str, set[str]] = field(default_factory=dict)
     _readers_of_names: set[str] = field(default_factory=set)
+    # name -> monotonic time before which it is not written again: the API server's Retry-After is a floor.
+    _not_before: dict[str, float] = field(default_factory=dict)
 
     def dirty(self, names: Iterable[str] | None = None) -> None:
         """Recompute these names (None: every owned object; empty: the names held back) soon."""
@@ -88,6 +90,7 @@ class StatusWriter:
         if deleted:
             self._forget_count(name)
             self._dirty.discard(name)
+            self._not_before.pop(name, None)
         else:
             self.dirty([name])
 
@@ -124,6 +127,8 @@ class StatusWriter:
                 continue
             if scope.busy(name):
                 self._dirty.add(name)  # no wake-up: the writer marks it when its writes are done
+                continue
+            if self._held_back(name):
                 continue
             owner = seen.observed.owner
             if owner is None or owner not in scope.sync or seen.observed.hypernode is None:
@@ -165,12 +170,28 @@ class StatusWriter:
             # the next full pass (every few seconds) tries again. Never at once: that would spin on a stale view.
             if exc.status == 409:
                 self.stats.conflicts += 1
+            if exc.retry_after:
+                self._hold_back(name, exc.retry_after)
             log.log(logging.INFO if exc.status == 409 else logging.WARNING,
                     "status of HyperNode %s not written: %s", name, exc)  # fmt: skip
             return
         self.stats.writes += 1
         if answer:
             self.cache.record(answer)
+
+    def _hold_back(self, name: str, seconds: float) -> None:
+        """Not written again for ``seconds`` (a 429 or 503 with Retry-After); marked again when they are up."""
+        self._not_before[name] = time.monotonic() + seconds
+        asyncio.get_running_loop().call_later(seconds, self.dirty, [name])
+
+    def _held_back(self, name: str) -> bool:
+        until = self._not_before.get(name)
+        if until is None:
+            return False
+        if time.monotonic() < until:
+            return True  # the timer set by _hold_back marks it again
+        del self._not_before[name]
+        return False
 
     def nodes_changed(self, changes: Changes | None) -> int:
         """The Node view changed (None: it was listed for the first time); mark whose count may have moved.
