@@ -254,6 +254,7 @@ def test_metadata_changed_without_validation_is_refused_not_a_writer_crash_loop(
     landed = _wait_until(lambda: SENTINEL in cluster_hypernodes(hypernode_api, "garbage"), within=8)
     crashes = operator.metric(M + "writer_errors_total", provider="garbage")
     replies = [r for r in read_record(record) if r["kind"] == "reply"]
+    figures.record(known_bug="writer.py: unvalidated metadata crash-loops the writer (xfail)")
     figures.record(trials=1, faults_injected=2, replies_received=len(replies), writer_errors=int(crashes),
                    sentinel_written=landed, lost=0 if landed else 1, objects_checked=1,
                    bystanders_checked=bystanders.check())  # fmt: skip
@@ -299,6 +300,7 @@ def test_a_provider_pinning_the_default_executor_stops_nothing_else(
     operator.process.send_signal(signal.SIGTERM)
     stopped = _wait_for_line(operator, "volcano_topology.operator: stopped", within=20)
     code = operator.stop(signal.SIGTERM, timeout=5)  # SIGKILL after 5 s: exit code -9
+    figures.record(known_bug="controller.py/asyncio.run: default executor pinned (xfail)")
     figures.record(trials=1, faults_injected=64, reloaded=reloaded, shutdown_finished=stopped, exit_code=code,
                    config_reloads=int(reloads),
                    lost=0, objects_checked=11, bystanders_checked=bystanders.check())  # fmt: skip
