@@ -51,7 +51,7 @@ from volcano_topology.retries import RetryPolicy
 from volcano_topology.runner import ProviderRun
 from volcano_topology.status import SyncState
 from volcano_topology.statuswriter import StatusScope, StatusWriter
-from volcano_topology.writer import Writer, WriterSettings
+from volcano_topology.writer import ProviderStats, Writer, WriterSettings
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,7 @@ class Controller:
         self.hypernodes.subscribe(self.status.seen)
         self._status_task: asyncio.Task[None] | None = None
         self._stopping: asyncio.Task[None] | None = None
+        self._provider_stats: dict[str, ProviderStats] = {}  # outlive each writer: counters never go down
         self._cleanup: set[str] = set()  # removed providers whose HyperNodes still have to be deleted
         self.state = ControllerState()
         self.runs: dict[str, Running] = {}
@@ -392,6 +393,7 @@ class Controller:
             gate=lambda: self.gate(),
             cache=self.hypernodes,
             on_mark=self.status.dirty,
+            stats=self._provider_stats,
         )
 
     async def _reconcile_providers(self) -> None:

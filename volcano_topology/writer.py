@@ -283,8 +283,12 @@ class Writer:
         gate: Callable[[], bool] | None = None,
         cache: HyperNodeCache | None = None,
         on_mark: Callable[[list[str]], None] | None = None,
+        stats: dict[str, ProviderStats] | None = None,
     ) -> None:
         self.client = client
+        # Per provider, shared by the writers one process makes (one per term as leader, a provider restarted):
+        # the counters in /metrics only ever go up while the process lives.
+        self.stats = {} if stats is None else stats
         self.settings = settings or WriterSettings()
         self.channels: dict[str, ProviderChannel] = {}
         # Checked before every request that writes: the fence that keeps a deposed leader from writing.
@@ -304,6 +308,7 @@ class Writer:
             asyncio.Queue(self.settings.reply_queue_size),
             transform=transform,
             on_mark=self.on_mark,
+            stats=self.stats.setdefault(provider, ProviderStats()),
         )
         self.channels[provider] = channel
         return channel
