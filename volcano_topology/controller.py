@@ -35,6 +35,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +55,9 @@ from volcano_topology.statuswriter import StatusScope, StatusWriter
 from volcano_topology.writer import ProviderStats, Writer, WriterSettings
 
 log = logging.getLogger(__name__)
+
+
+_CONFIG_READER = ThreadPoolExecutor(1, thread_name_prefix="config-read")
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,9 @@ class ConfigSource:
     async def read(self, cluster: ClusterClient) -> tuple[str, str]:
         """The text and a version that changes whenever the text may have."""
         if self.file is not None:
-            text = await asyncio.to_thread(self.file.read_text)
+            # A thread of its own: the default executor is shared with providers, and one that pins its
+            # threads must not stop configuration reloads.
+            text = await asyncio.get_running_loop().run_in_executor(_CONFIG_READER, self.file.read_text)
             return text, hashlib.sha256(text.encode()).hexdigest()
         assert self.namespace is not None and self.name is not None
         found = await cluster.get_config_map(self.namespace, self.name)

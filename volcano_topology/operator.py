@@ -18,7 +18,11 @@ import asyncio
 import logging
 import os
 import socket
+import sys
+import threading
+import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,16 +108,69 @@ def run(options: RunOptions) -> int:
     # ones, each a TLS handshake on both sides.
     api = kube.api_client(options.kubeconfig, pool_size=2 * config.operator.concurrency + 12)
     registry = build_registry()
-    memo = kopf.Memo(options=options, api=api, config=config)
+    # exit_grace: once shut down, the process ends within this many seconds whatever a provider left running.
+    memo = kopf.Memo(options=options, api=api, config=config, exit_grace=10.0)
+    code = 0
     try:
-        asyncio.run(
+        run_to_the_end(
             kopf.operator(registry=registry, clusterwide=True, standalone=True, memo=memo)  # kopf: SIGTERM/SIGINT
         )
     except Exception as exc:
         if not _caused_by(exc, HealthPortUnavailable):
             raise
-        return 1  # already logged, naming the address and port; kopf's wrapping adds nothing
-    return 0
+        code = 1  # already logged, naming the address and port; kopf's wrapping adds nothing
+    return code
+
+
+def run_to_the_end(main: Coroutine[Any, Any, Any], grace: float = 5.0) -> None:
+    """``asyncio.run``, except that a provider's misbehaviour cannot hold up the exit.
+
+    ``asyncio.run`` waits without limit for every task left over to finish cancelling (a provider
+    that swallows ``CancelledError`` never does) and joins every thread of the default executor
+    (a provider whose ``asyncio.to_thread`` call hangs never returns). Here the leftovers get
+    ``grace`` seconds, and the default executor is not joined.
+    """
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(main)
+    finally:
+        try:
+            leftovers = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in leftovers:
+                task.cancel()
+            if leftovers:
+                _, pending = loop.run_until_complete(asyncio.wait(leftovers, timeout=grace))
+                for task in pending:
+                    log.error("task %s did not end %.0fs after it was cancelled; exiting without it",
+                              task.get_name(), grace)  # fmt: skip
+            loop.run_until_complete(asyncio.wait_for(loop.shutdown_asyncgens(), grace))
+        except (TimeoutError, RuntimeError):
+            log.error("asynchronous generators did not close within %.0fs; exiting without them", grace)
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+def exit_within(grace: float, code: int) -> None:
+    """The process ends at most ``grace`` seconds from now, whatever a provider left running.
+
+    kopf waits without limit for the tasks it cancels at exit (a provider that swallows
+    ``CancelledError`` never ends), and Python joins every executor thread without a timeout (a
+    provider's scan or ``to_thread`` call that hangs never returns). The operator has finished
+    shutting down (lease released, writes drained) before this is called, so nothing of ours is
+    lost by leaving; a normal exit takes well under a second and never reaches the watchdog.
+    """
+
+    def watchdog() -> None:
+        time.sleep(grace)
+        stuck = [t.name for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+        log.error("exiting %.0fs after shutdown with thread(s) still running: %s", grace, ", ".join(stuck[:5]))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+    threading.Thread(target=watchdog, name="exit-watchdog", daemon=True).start()
 
 
 def _caused_by(exc: BaseException | None, kind: type[BaseException]) -> bool:
@@ -142,6 +199,8 @@ def build_registry() -> kopf.OperatorRegistry:
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         await stop_runtime(memo.runtime)
+        if memo.get("exit_grace"):  # `run` only: `dev` still has its control plane to stop after this
+            exit_within(memo.exit_grace, 0)
 
     return registry
 

@@ -76,13 +76,19 @@ class Event:
         """The HyperNode name this event is about (``*`` for a snapshot)."""
         if self.type is EventType.SNAPSHOT:
             return "*"
-        if self.hypernode is not None:
+        if isinstance(self.hypernode, HyperNode):
             return self.hypernode.metadata.name or "?"
-        return self.name or "?"
+        if isinstance(self.hypernode, Mapping):  # a malformed event (a dict, not a HyperNode): still named
+            metadata = self.hypernode.get("metadata")
+            return str(metadata.get("name") or "?") if isinstance(metadata, Mapping) else "?"
+        return str(self.name or "?")
 
     def __str__(self) -> str:
         if self.type is EventType.SNAPSHOT:
-            return f"SNAPSHOT of {len(self.hypernodes)} HyperNodes"
+            try:
+                return f"SNAPSHOT of {len(self.hypernodes)} HyperNodes"
+            except TypeError:  # a malformed snapshot; describing it must not fail the log line that names it
+                return "SNAPSHOT (malformed)"
         return f"{self.type} {self.target}"
 
 

@@ -49,6 +49,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
+
 from volcano_topology import ownership
 from volcano_topology.api import GROUP, VERSION, HyperNode
 from volcano_topology.hypernodecache import HyperNodeCache, newer
@@ -919,7 +921,14 @@ class Writer:
                 return None, [Problem("(post-process)", "post-process hook", f"raised {exc!r}", "schema")]
             if not isinstance(hypernode, HyperNode):
                 return None, [Problem("(post-process)", "post-process hook", "did not return a HyperNode", "schema")]
-        owned = with_ownership(hypernode, channel.name)
+        try:
+            owned = with_ownership(hypernode, channel.name)
+        except ValidationError:
+            # pydantic validates on construction only: a field the provider assigned afterwards was never checked.
+            verdict = check_document(hypernode.to_dict(), admission=self.settings.admission)
+            return None, verdict.problems or [
+                Problem("metadata", "schema", "the object's metadata is not valid", "schema")
+            ]
         accepted = (channel.desired or {}).get(owned.metadata.name or "")
         # Compared only when not the very same members: a provider changing what it sent in place would make
         # the comparison with itself meaningless (that object is validated again instead).
