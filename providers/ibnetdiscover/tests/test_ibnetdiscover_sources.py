@@ -179,6 +179,14 @@ def test_url(http_url: str) -> None:
         fetch_url(f"{http_url}/redirect", timeout=10, max_bytes=10_000)
 
 
+def test_an_error_never_shows_the_query_of_the_url(http_url: str) -> None:
+    """A presigned URL carries its token in the query: errors (logged at every failed scan) leave it out."""
+    with pytest.raises(SourceError) as raised:
+        fetch_url(f"{http_url}/fail?X-Amz-Signature=s3cr3t-token#frag", timeout=10, max_bytes=100)
+    assert "s3cr3t-token" not in str(raised.value) and "frag" not in str(raised.value)
+    assert "/fail (query hidden): HTTP 500" in str(raised.value)
+
+
 def test_an_answer_cut_short_is_a_source_error(http_url: str) -> None:
     with pytest.raises(SourceError, match=r"url .*/cut: the answer ended after \d+ of \d+ bytes"):
         fetch_url(f"{http_url}/cut", timeout=10, max_bytes=10_000)

@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import IO, Any
+from urllib.parse import urlsplit, urlunsplit
 
 CHUNK = 1 << 16
 
@@ -143,6 +144,13 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
+def shown_url(url: str) -> str:
+    """The URL as errors and logs show it: without a query or fragment (a presigned token lives there)."""
+    parts = urlsplit(url)
+    hidden = " (query hidden)" if parts.query or parts.fragment else ""
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")) + hidden
+
+
 def fetch_url(
     url: str,
     *,
@@ -161,6 +169,7 @@ def fetch_url(
     if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
+    shown = shown_url(url)
     request = urllib.request.Request(url, headers=_auth_headers(credentials or {}))
     opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _NoRedirects())
     deadline = time.monotonic() + timeout
@@ -168,24 +177,24 @@ def fetch_url(
         with opener.open(request, timeout=timeout) as response:
             length = response.headers.get("Content-Length")
             if length is not None and length.isdigit() and int(length) > max_bytes:
-                raise SourceError(f"url {url}: {length} bytes, larger than maxBytes ({max_bytes} bytes)")
+                raise SourceError(f"url {shown}: {length} bytes, larger than maxBytes ({max_bytes} bytes)")
             data, too_big = _read_bounded(response, max_bytes, deadline)
             # http.client returns what came when the connection closes early, without an error: a dump
             # cut short would reach the parser, which should be the last check, not the only one.
             if not too_big and length is not None and length.isdigit() and len(data) < int(length):
-                raise SourceError(f"url {url}: the answer ended after {len(data)} of {length} bytes")
+                raise SourceError(f"url {shown}: the answer ended after {len(data)} of {length} bytes")
     except urllib.error.HTTPError as exc:
-        raise SourceError(f"url {url}: HTTP {exc.code} {exc.reason}") from exc
+        raise SourceError(f"url {shown}: HTTP {exc.code} {exc.reason}") from exc
     except urllib.error.URLError as exc:
-        raise SourceError(f"url {url}: {exc.reason}") from exc
+        raise SourceError(f"url {shown}: {exc.reason}") from exc
     except http.client.HTTPException as exc:  # IncompleteRead: a chunked answer cut short, and the like
-        raise SourceError(f"url {url}: the answer ended early ({type(exc).__name__}: {exc})") from exc
+        raise SourceError(f"url {shown}: the answer ended early ({type(exc).__name__}: {exc})") from exc
     except TimeoutError as exc:
-        raise SourceError(f"url {url}: no complete answer within {timeout:g}s") from exc
+        raise SourceError(f"url {shown}: no complete answer within {timeout:g}s") from exc
     except OSError as exc:
-        raise SourceError(f"url {url}: {exc}") from exc
+        raise SourceError(f"url {shown}: {exc}") from exc
     if too_big:
-        raise SourceError(f"url {url}: larger than maxBytes ({max_bytes} bytes)")
+        raise SourceError(f"url {shown}: larger than maxBytes ({max_bytes} bytes)")
     return data
 
 
