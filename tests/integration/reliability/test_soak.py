@@ -18,6 +18,7 @@ every 2 s, one API-server restart, one failover.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -251,6 +252,8 @@ def test_soak(private_control_plane: LocalControlPlane, admin: client.ApiClient,
         **{f"{k}_{name}": processes.get(name, {}).get(k) for name in ("marathon",)
            for k in ("rss_mib_start", "rss_mib_end", "rss_mib_max", "fds_start", "fds_end")},
     )  # fmt: skip
+    with progress.open("a") as out:  # the figures here too: figures.jsonl is shared (make reliability empties it)
+        out.write("figures " + json.dumps(figures.values, sort_keys=True, default=str) + "\n")
     assert not unconverged, f"changes not converged within {plan.bound:.0f}s: {unconverged}"
     assert lost == 0
     assert counts["restarts"] == len(plan.restarts) and counts["failovers"] == len(plan.failovers)
