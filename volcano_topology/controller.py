@@ -168,6 +168,7 @@ class Controller:
         self.runs: dict[str, Running] = {}
         self.writer: Writer | None = None
         self.leading = False
+        self.terms = 0  # terms as leader this process began (without leader election: the one, at start)
         self.gate: Callable[[], bool] = lambda: self.leading
         self._poke = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -203,6 +204,7 @@ class Controller:
 
     async def start_leading(self) -> None:
         self.leading = True
+        self.terms += 1
         self.poke()
 
     async def stop_leading(self) -> None:

@@ -130,6 +130,9 @@ class ControllerCollector(Collector):
             f"{PREFIX}_node_change_marks", "HyperNodes marked for a recount because a Node change concerned them",
             value=status.node_marks,
         )  # fmt: skip
+        yield CounterMetricFamily(
+            f"{PREFIX}_leadership_terms", "Terms as leader this process began", value=c.terms
+        )  # fmt: skip
         yield GaugeMetricFamily(f"{PREFIX}_leader", "1 while this replica leads and writes", value=int(self.leader()))
         yield CounterMetricFamily(
             f"{PREFIX}_config_errors", "Configuration problems found", value=c.state.config_errors_total

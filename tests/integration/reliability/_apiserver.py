@@ -10,8 +10,8 @@
 - :class:`TimedFaultProxy`: the suite's FaultProxy, with a time on every recorded request (also
   the answers it makes up itself) and a random delay on every HyperNode write.
 - :class:`Sampler`: counters summed over the restarts of what counts them: kube-apiserver's request
-  counts (they start again at each of its starts) and the operator's writer counters (they start
-  again each time it regains the lease and restarts its providers).
+  counts (they start again at each of its starts) and the operator's counters (absent from /metrics
+  while it does not lead, never reset while the process lives).
 """
 
 from __future__ import annotations
@@ -256,8 +256,8 @@ class Sampler:
     """Reads counters every ``every`` seconds from a thread and sums them over restarts of their source.
 
     Every counter starts again when ``life()`` changes (the API server's pid); one counter that goes down
-    has started again on its own (the operator's per-provider counters do when it regains the lease and
-    restarts its providers; its status writer's do not).
+    has started again on its own; one that is absent from a reading (the operator's per-provider counters
+    while it does not lead) keeps its last value.
     What happened after the last reading of a life that ended abruptly is not counted: at most ``every``
     seconds of it.
     """
@@ -293,9 +293,12 @@ class Sampler:
                 self.lives += 1
                 self._life = life
             else:  # only the counters that went down started again
-                restarted = {k: v for k, v in self.last.items() if reading.get(k, 0) < v}
+                restarted = {k: v for k, v in self.last.items() if k in reading and reading[k] < v}
                 self.base.update(restarted)
                 self.restarts += bool(restarted)
+                # One that is absent (a provider's, while this replica does not lead) is not reset: it comes
+                # back where it was, as counters do while the process lives.
+                reading = {**{k: v for k, v in self.last.items() if k not in reading}, **reading}
             self.last = reading
 
     def total(self) -> collections.Counter[str]:

@@ -175,8 +175,9 @@ class Counts:
         assert self.operator is not None
         server = self.server.total()
         server.subtract(self.before)
-        ops = operator_figures(self.operator.total())
-        return server_write_requests(server), ops, 1 + self.operator.restarts
+        counters = self.operator.total()
+        terms = int(counters.get("volcano_topology_leadership_terms_total", 0))
+        return server_write_requests(server), operator_figures(counters), terms
 
     def stop(self) -> None:
         for sampler in (self.server, self.operator):
