@@ -47,7 +47,10 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("a duration, not a boolean")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int past float's range (about 1.8e308)
+            raise ValueError("a duration too large to be one") from None
     elif isinstance(value, str) and value.strip():
         text = value.strip()
         parts = _DURATION_PART.findall(text)
@@ -187,8 +190,27 @@ class Configuration(_Config):
 MAX_VALUES = 1_000_000
 
 
+# Brackets nested deeper than this are refused before YAML sees them: PyYAML's scanner takes seconds over
+# thousands of ``[`` (quadratic in the depth) before its recursion fails. A real configuration nests a few.
+MAX_FLOW_DEPTH = 100
+
+
+def _flow_depth(text: str) -> int:
+    """The deepest nesting of ``[``/``{`` (quotes not parsed: a string full of brackets counts too)."""
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}" and depth:
+            depth -= 1
+    return deepest
+
+
 def parse_configuration(text: str) -> Configuration:
     """Parse and validate; every problem names its place (``networkTopologyDiscovery[1].interval``)."""
+    if ("[" in text or "{" in text) and _flow_depth(text) > MAX_FLOW_DEPTH:
+        raise ConfigError([f"not valid YAML: brackets nested more than {MAX_FLOW_DEPTH} deep"])
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -91,3 +91,16 @@ def test_run_reads_its_own_config_map_by_default_not_volcanos(monkeypatch: pytes
     assert (volcano.namespace, volcano.config_map, volcano.builtin_sources) == (
         "volcano-system", "volcano-controller-configmap", ["label", "ufm"],
     )  # fmt: skip
+
+
+def test_brackets_nested_thousands_deep_are_refused_before_yaml_parses_them() -> None:
+    with pytest.raises(ConfigError, match="nested more than 100 deep"):
+        parse_configuration("networkTopologyDiscovery: " + "[" * 30_000)
+    nested = "networkTopologyDiscovery: []\noperator: {status: {conditions: true}}\n"
+    assert parse_configuration(nested).operator.status.conditions
+
+
+def test_an_interval_past_floats_range_names_the_field() -> None:
+    text = "networkTopologyDiscovery:\n  - source: ufm\n    interval: " + "9" * 400 + "\n"
+    with pytest.raises(ConfigError, match=r"networkTopologyDiscovery\[0\]\.interval.*too large"):
+        parse_configuration(text)
