@@ -69,6 +69,8 @@ def figures(request: pytest.FixtureRequest) -> Iterator[Figures]:
     report = getattr(request.node, "rep_call", None)
     line = {"scenario": found.scenario, "mode": MODE, "passed": bool(report and report.passed),
             "seconds": round(time.monotonic() - started, 1), **found.values}  # fmt: skip
+    if report is not None and hasattr(report, "wasxfail"):
+        line["expected_failure"] = True  # an xfail: the reproduction of a known gap, failing as expected
     OUT.mkdir(parents=True, exist_ok=True)
     with open(OUT / "figures.jsonl", "a") as out:
         out.write(json.dumps(line, sort_keys=True) + "\n")
