@@ -468,9 +468,10 @@ def test_leader_paused_past_its_lease_lands_nothing_after_the_new_leaders_first_
 @pytest.mark.skipif(not FULL, reason="a reproduction of a reported product gap (xfail): at the full size only, so "
                     "the fast size stays within its time budget; on the medium model either way")  # fmt: skip
 @pytest.mark.xfail(
-    reason="product gap (reported): a create passed the write gate before the pause, is sent on the "
-    "resume, carries no resourceVersion, and lands after the new leader's first write",
-    strict=False,
+    reason="known gap (docs/reliability.md): a create passed the write gate before the pause, is sent on the "
+    "resume, carries no resourceVersion, and lands after the new leader's first write; strict, so the day a "
+    "server-side fence closes it this test says so",
+    strict=True,
 )
 @pytest.mark.timeout(int(scaled(180, 420)))
 def test_a_paused_leaders_late_creates_land_after_the_new_leaders_first_write(
