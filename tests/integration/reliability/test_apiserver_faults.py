@@ -430,6 +430,7 @@ def test_latency_and_429_storm_through_a_proxy(
             tries, done = sum(found.values()), sum(n for code, n in found.items() if 200 <= code < 300)
             assert done == 1 and tries == 1 + found[429] + found[409], f"{name}: status writes {dict(found)}"
         assert not early["spec"], f"spec retries sooner than Retry-After ({retry_after:g}s): {early['spec']}"
+        assert not early["status"], f"status retries sooner than Retry-After ({retry_after:g}s): {early['status']}"
         figures.record(bystanders_checked=bystanders.check())
     finally:
         sampler.total()
