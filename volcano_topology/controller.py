@@ -44,7 +44,7 @@ from kubernetes import client
 from volcano_topology import registry
 from volcano_topology.config import ConfigError, Configuration, DiscoveryEntry, parse_configuration
 from volcano_topology.hypernodecache import HyperNodeCache, Seen
-from volcano_topology.kube import ClusterClient, HyperNodeClient, KubeError
+from volcano_topology.kube import ClusterClient, HyperNodeClient, KubeError, Term
 from volcano_topology.nodewatch import NodeCache
 from volcano_topology.plan import DeletionGuard
 from volcano_topology.provider import Event
@@ -170,6 +170,8 @@ class Controller:
         self.leading = False
         self.terms = 0  # terms as leader this process began (without leader election: the one, at start)
         self.gate: Callable[[], bool] = lambda: self.leading
+        # The leader term each create is sent with (the elector's term); None without leader election.
+        self.term: Term | None = None
         self._poke = asyncio.Event()
         self._lock = asyncio.Lock()
         self._notified: dict[str, str] = {}
@@ -387,7 +389,11 @@ class Controller:
         settings = config.operator
         # The gate is checked again in the worker thread right before each request is sent.
         kube = HyperNodeClient(
-            self.api, concurrency=settings.concurrency, timeout=settings.request_timeout, gate=lambda: self.gate()
+            self.api,
+            concurrency=settings.concurrency,
+            timeout=settings.request_timeout,
+            gate=lambda: self.gate(),
+            term=self.term,
         )
         return Writer(
             kube,

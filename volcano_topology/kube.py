@@ -39,6 +39,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as TransportFailure
 from urllib3.response import BaseHTTPResponse
 
+from volcano_topology import fence
 from volcano_topology.api import GROUP, PLURAL, VERSION
 
 CRD_FILE = "hypernodes.topology.volcano.sh.yaml"
@@ -143,6 +144,8 @@ class NotLeading(Exception):
 
 
 Gate = Callable[[], bool]
+# The current leader term, read right after the gate check; None when not leading (volcano_topology.fence).
+Term = Callable[[], str | None]
 
 
 class _Requests:
@@ -209,15 +212,27 @@ class HyperNodeClient:
     thread right before each request is sent; a closed gate raises :class:`NotLeading`
     and nothing is sent. With the elector's rules, a request sent while the gate is open is
     answered or abandoned client-side before the lease can expire for other candidates.
+
+    ``term`` (optional, e.g. the elector's ``term``): every ``apply(..., create=True)`` is sent
+    with the term read in the worker thread right after the gate check, in
+    :data:`volcano_topology.fence.TERM_ANNOTATION`, for the server's writer fence; when it
+    returns None the create is not sent (:class:`NotLeading`).
     """
 
     def __init__(
-        self, api: client.ApiClient, *, concurrency: int = 8, timeout: float = 10.0, gate: Gate | None = None
+        self,
+        api: client.ApiClient,
+        *,
+        concurrency: int = 8,
+        timeout: float = 10.0,
+        gate: Gate | None = None,
+        term: Term | None = None,
     ) -> None:
         self._objects = client.CustomObjectsApi(api)
         self._limit = asyncio.Semaphore(concurrency)
         self._requests = _Requests(concurrency, timeout, "hypernode-requests")
         self.gate = gate
+        self.term = term
         self.requests: collections.Counter[str] = collections.Counter()
 
     @property
@@ -257,17 +272,28 @@ class HyperNodeClient:
             raise
         return found
 
-    async def apply(self, body: dict[str, Any], manager: str, *, force: bool) -> dict[str, Any]:
+    async def apply(self, body: dict[str, Any], manager: str, *, force: bool, create: bool = False) -> dict[str, Any]:
         """Server-side apply (creates the object when missing).
 
         A ``metadata.resourceVersion`` in ``body`` makes it conditional (409 when stale).
         Without ``force``, a field another manager set to a different value is a 409 conflict.
+        ``create``: meant to create the object, so sent with the leader term (see the class docstring).
         """
+        send: Callable[..., Any] = self._objects.patch_cluster_custom_object
+        term = self.term
+        if create and term is not None:
+            patch = send
+
+            def send(group: str, version: str, plural: str, name: str, unstamped: Any, **kwargs: Any) -> Any:
+                current = term()  # in the worker thread, right after the gate check: the term it is sent in
+                if current is None:
+                    raise NotLeading("no leader term when the create was about to be sent")
+                return patch(group, version, plural, name, fence.stamped(unstamped, current), **kwargs)
+
         # Raw content: the generated client maps only 200 to a body, so a create (201) would come back empty.
         response = await self._call(
-            "apply", self._objects.patch_cluster_custom_object, GROUP, VERSION, PLURAL, body["metadata"]["name"],
-            body, field_manager=manager, force=force, _content_type="application/apply-patch+yaml",
-            _preload_content=False,
+            "apply", send, GROUP, VERSION, PLURAL, body["metadata"]["name"], body, field_manager=manager,
+            force=force, _content_type="application/apply-patch+yaml", _preload_content=False,
         )  # fmt: skip
         applied: dict[str, Any] = json.loads(response.data) if response.data else {}
         return applied

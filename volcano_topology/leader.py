@@ -20,7 +20,8 @@ Timing rules (all on this process's monotonic clock):
   What this does not cover: bytes of an abandoned request already on the wire may still
   reach the server later. A late write that carries a ``resourceVersion`` (the writer's
   updates and deletes do) is rejected (409) when the object changed meanwhile, e.g. by the
-  next leader; one that carries none (a create) is not.
+  next leader; one that carries none (a create) is refused by the API server's writer fence
+  when it is installed (:mod:`volcano_topology.fence`: each create carries :meth:`term`).
 - The leader steps down (``on_stopped_leading``) as soon as it has not renewed for
   ``renew_deadline``; each attempt is cut off at that deadline rather than waited for.
 
@@ -39,6 +40,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from volcano_topology import fence
 from volcano_topology.kube import ClusterClient, KubeError, RequestAbandoned
 
 log = logging.getLogger(__name__)
@@ -104,6 +106,12 @@ class LeaderElector:
     def is_leader(self) -> bool:
         """The write gate; safe to call from any thread (it only reads)."""
         return self.leading and self._within_term(self.clock())
+
+    def term(self) -> str | None:
+        """This replica's leader term as the Lease has it (``namespace/name/holderIdentity/leaseTransitions``),
+        None when not leading: what each create is sent with, for the API server's writer fence
+        (:mod:`volcano_topology.fence`). Safe to call from any thread."""
+        return fence.term(self.namespace, self.name, self.identity, self.transitions) if self.is_leader() else None
 
     def _within_term(self, now: float) -> bool:
         age = now - self._renewed_at

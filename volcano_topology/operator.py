@@ -233,7 +233,7 @@ async def start_runtime(options: RunOptions, api: Any, config: Configuration) ->
             renew_deadline=election.renew_deadline, retry_period=election.retry_period,
             on_started_leading=controller.start_leading, on_stopped_leading=controller.stop_leading,
         )  # fmt: skip
-        controller.gate = runtime.elector.is_leader
+        controller.gate, controller.term = runtime.elector.is_leader, runtime.elector.term
         health.add_liveness_check("leader election renewing", runtime.elector.renewing)
         runtime.tasks.append(asyncio.create_task(runtime.elector.run(), name="leader-election"))
     else:

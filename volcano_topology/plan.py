@@ -57,7 +57,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from volcano_topology import ownership
+from volcano_topology import fence, ownership
 from volcano_topology.api import HyperNode, HyperNodeSpec, Member, MemberSelector, ObjectMeta, RegexMatch
 from volcano_topology.tree import levels
 
@@ -232,15 +232,20 @@ class Plan:
 
 
 def with_ownership(hypernode: HyperNode, provider: str) -> HyperNode:
-    """The object as written: the provider's labels with both ownership labels forced on top."""
+    """The object as written: the provider's labels with both ownership labels forced on top, and without the
+    writer's own term annotation (:mod:`volcano_topology.fence`), which only the writer sets."""
     metadata = hypernode.metadata
     labels = {**(metadata.labels or {}), **ownership.ownership_labels(provider)}
-    meta = ObjectMeta(name=metadata.name, labels=labels, annotations=metadata.annotations or None)
+    annotations = {k: v for k, v in (metadata.annotations or {}).items() if k != fence.TERM_ANNOTATION}
+    meta = ObjectMeta(name=metadata.name, labels=labels, annotations=annotations or None)
     return hypernode.model_copy(update={"metadata": meta, "status": None})
 
 
 def matches(desired: HyperNode, observed: Observed, manager: str) -> bool:
-    """True when applying ``desired`` would change nothing this manager owns."""
+    """True when applying ``desired`` would change nothing this manager owns.
+
+    The writer's term annotation is left out: set once at creation and carried over unchanged by every
+    later apply (:mod:`volcano_topology.fence`), it never calls for a write."""
     if (observed.spec_json or "{}") != canonical(desired.spec.to_dict() if desired.spec else {}):
         return False
     owned_labels, owned_annotations = observed.managed_keys.get(manager, (frozenset(), frozenset()))
@@ -250,7 +255,7 @@ def matches(desired: HyperNode, observed: Observed, manager: str) -> bool:
     ):
         if any(have.get(key) != value for key, value in wanted.items()):
             return False
-        if owned - set(wanted):  # a key we set earlier and no longer want: apply removes it
+        if owned - set(wanted) - {fence.TERM_ANNOTATION}:  # a key we set earlier and no longer want: apply removes it
             return False
     return True
 

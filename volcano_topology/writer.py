@@ -51,7 +51,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from volcano_topology import ownership
+from volcano_topology import fence, ownership
 from volcano_topology.api import GROUP, VERSION, HyperNode
 from volcano_topology.hypernodecache import HyperNodeCache, newer
 from volcano_topology.kube import HyperNodeClient, KubeError
@@ -863,7 +863,7 @@ class Writer:
             # if someone created the name meanwhile with other values, this is a 409 and we look again.
             body = desired.to_dict()
             try:
-                applied = await self.client.apply(body, channel.manager, force=False)
+                applied = await self.client.apply(body, channel.manager, force=False, create=True)
             except KubeError as exc:
                 raise _stale_if_conflict(exc) from exc
             self._record(applied, (desired, body.get("spec")))
@@ -877,6 +877,9 @@ class Writer:
         elif not matches(desired, current, channel.manager):
             body = desired.to_dict()
             body["metadata"]["resourceVersion"] = current.resource_version  # apply only onto what we checked
+            created_in = current.annotations.get(fence.TERM_ANNOTATION)
+            if created_in is not None:  # kept as created: left out, the apply would remove it
+                body["metadata"].setdefault("annotations", {})[fence.TERM_ANNOTATION] = created_in
             try:
                 # Forced: the object is ours (labels checked at this resourceVersion); take back drifted fields.
                 applied = await self.client.apply(body, channel.manager, force=True)
@@ -1111,8 +1114,10 @@ def _empty_apply(name: str) -> dict[str, Any]:
 
 
 def _stale_if_conflict(exc: KubeError) -> Exception:
-    """409 means what we read has changed: re-read and decide again (retriable). Anything else stands."""
-    return StaleRead(str(exc)) if exc.status == 409 else exc
+    """409 means what we read has changed: re-read and decide again (retriable). So does a create the writer
+    fence refused: sent in a term the server no longer has (a new leader's, when the server's view of the Lease
+    lags by a moment, passes on the next attempt; a deposed one's stops at the gate). Anything else stands."""
+    return StaleRead(str(exc)) if exc.status == 409 or fence.is_fenced(exc.status, exc.message) else exc
 
 
 def _is_release(op: Operation) -> bool:

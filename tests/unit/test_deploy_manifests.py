@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from volcano_topology import fence
 from volcano_topology.config import parse_configuration
 from volcano_topology.controlplane.tools import ensure_helm
 
@@ -301,6 +302,55 @@ def test_helm_node_access_modes(tmp_path: Path) -> None:
 def test_helm_pod_monitor(tmp_path: Path) -> None:
     docs = helm_template({"podMonitor": {"enabled": True}}, tmp_path)
     assert find(docs, "PodMonitor")["spec"]["podMetricsEndpoints"][0]["port"] == "health"
+
+
+def fence_of(docs: list[Doc]) -> tuple[Doc, Doc] | None:
+    found = [d for d in docs if d["kind"] in ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")]
+    if not found:
+        return None
+    policy, binding = find(found, "ValidatingAdmissionPolicy"), find(found, "ValidatingAdmissionPolicyBinding")
+    return policy, binding
+
+
+def without_labels(doc: Doc) -> Doc:
+    return {**doc, "metadata": {k: v for k, v in doc["metadata"].items() if k != "labels"}}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_target_fences_the_lease_its_configuration_names(rendered: dict[str, list[Doc]], target: str) -> None:
+    fenced = fence_of(rendered[target])
+    assert fenced is not None
+    policy, binding = fenced
+    election = parse_configuration(config_of(rendered[target])).operator.leader_election
+    assert election.enabled
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"] == fence.POLICY_NAME
+    assert binding["spec"]["paramRef"] == {"name": election.lease_name, "namespace": NAME,
+                                           "parameterNotFoundAction": "Allow"}  # fmt: skip
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert policy["spec"]["matchConstraints"]["resourceRules"][0]["operations"] == ["CREATE"]
+    assert fence.TERM_ANNOTATION in json.dumps(policy["spec"]), "the key the writer sends (volcano_topology.fence)"
+
+
+def test_helm_renders_the_fence_kustomize_ships_bound_to_its_own_lease(
+    rendered: dict[str, list[Doc]], tmp_path: Path
+) -> None:
+    shipped = fence_of(rendered["deploy"])
+    assert shipped is not None
+    same = fence_of(helm_template(None, tmp_path))
+    assert same is not None and [without_labels(d) for d in same] == [without_labels(d) for d in shipped]
+    acme = fence_of(helm_template({"config": {"operator": {"leaderElection": {"leaseName": "acme-lease"}}}},
+                                  tmp_path, "acme", "acme-system"))  # fmt: skip
+    assert acme is not None
+    policy, binding = acme
+    assert policy["metadata"]["name"] == binding["spec"]["policyName"] == f"acme-{NAME}-writer-fence"
+    assert binding["spec"]["paramRef"]["name"] == "acme-lease"
+    assert binding["spec"]["paramRef"]["namespace"] == "acme-system"
+    assert policy["spec"] == shipped[0]["spec"]
+
+
+def test_helm_leaves_the_fence_out_without_leader_election_or_when_disabled(tmp_path: Path) -> None:
+    assert fence_of(helm_template({"config": {"operator": {"leaderElection": {"enabled": False}}}}, tmp_path)) is None
+    assert fence_of(helm_template({"writerFence": {"enabled": False}}, tmp_path)) is None
 
 
 @pytest.mark.parametrize(
