@@ -2,7 +2,9 @@
 
 A create carries no ``resourceVersion``, so unlike an update or a delete the server cannot
 refuse it as stale. A leader that was paused (SIGSTOP, a VM freeze, a long GC) after its write
-gate passed sends such a create on resuming, after the next leader may already have written.
+gate passed sends such a create on resuming, after the next leader may already have written;
+and since creates are server-side applies under the provider's field manager (the same on every
+replica), one that meets an object the next leader created meanwhile overwrites it.
 The elector's timing rules (:mod:`volcano_topology.leader`) cannot stop bytes already on their
 way; only the server can. So every create of a leader-elected operator carries the term it was
 sent in (``TERM_ANNOTATION``: ``namespace/name/holderIdentity/leaseTransitions`` of the Lease,
@@ -11,15 +13,19 @@ in ``deploy/base/writer-fence.yaml`` (and the Helm chart) refuses a create of on
 HyperNodes whose term is not the Lease's current one. The policy's parameter is the Lease; a
 term names its Lease, so each installation's fence checks only the creates of its own leader.
 
-Only creates are checked, and only of objects carrying our managed-by label and the
-annotation: Volcano's controller, people and an operator without leader election are never
+Only requests that put a term on an object are checked (a create, or a create that met an
+existing object: the annotation is new or changed), and only of objects carrying our managed-by
+label: Volcano's controller, people and an operator without leader election are never
 affected. The annotation keeps the value it was created with: later applies carry it over
-unchanged, so a new term never rewrites an object (no needless writes after a failover).
+unchanged, so they are not checked, and a new term never rewrites an object (no needless
+writes after a failover).
 
 Limits: the policy reads the Lease through the API server's informer, so a term change
 reaches admission a few milliseconds after the Lease update; a create admitted just before
-it still lands. With several API servers each has its own informer. Without the policy
-installed the annotation is inert and only the client-side gate guards creates.
+it still lands. With several API servers each has its own informer. A create of the old term
+held on the network past the lease (not a paused process: bytes already sent) that meets the
+object it created itself in that term is not told apart from a later update. Without the
+policy installed the annotation is inert and only the client-side gate guards creates.
 """
 
 from __future__ import annotations

@@ -65,10 +65,8 @@ def lease(hypernode_api: client.ApiClient) -> Iterator[Lease]:
 
 
 @pytest.fixture
-def writer_fence(hypernode_api: client.ApiClient, lease: Lease, faults: FaultProxy) -> Iterator[WriterFence]:
-    installed = WriterFence(hypernode_api, NAMESPACE, lease.name).install()
-    yield installed
-    installed.remove()
+def writer_fence(hypernode_api: client.ApiClient, lease: Lease, faults: FaultProxy) -> WriterFence:
+    return WriterFence(hypernode_api, NAMESPACE, lease.name).install()  # never removed: see WriterFence
 
 
 def create(api: client.ApiClient, body: dict[str, Any]) -> int:
@@ -97,7 +95,7 @@ def until(condition: Any, within: float = 20.0) -> int:
         time.sleep(0.1)
 
 
-def test_the_fence_refuses_only_a_create_sent_in_a_term_the_lease_no_longer_has(
+def test_the_fence_refuses_only_a_create_or_upsert_sent_in_a_term_the_lease_no_longer_has(
     hypernode_api: client.ApiClient, lease: Lease, writer_fence: WriterFence
 ) -> None:
     objects = client.CustomObjectsApi(hypernode_api)
@@ -120,16 +118,51 @@ def test_the_fence_refuses_only_a_create_sent_in_a_term_the_lease_no_longer_has(
     assert create(hypernode_api, hypernode(f"{p}-unfenced", None)) == 201, "no term annotation"
     other = fence.term(NAMESPACE, f"{lease.name}-other", "a", 0)
     assert create(hypernode_api, hypernode(f"{p}-other", other)) == 201, "another installation's Lease"
-    # Only creates: an update or a delete carries a resourceVersion and is fenced by it.
+    # A server-side-apply create upserts: one sent in the old term that meets the new leader's object (same
+    # field manager on every replica, so no conflict) would overwrite it. It puts its term on the object: refused.
+    apply(objects, hypernode(f"{p}-b1", b_term))  # the new leader's create
+    moved = hypernode(f"{p}-b1", a_term)
+    moved["spec"]["members"][0]["selector"]["exactMatch"]["name"] = "stale"
+    with pytest.raises(client.ApiException) as upsert:
+        apply(objects, moved)
+    assert upsert.value.status == 403 and fence.is_fenced(403, str(upsert.value.body))
+    assert spec_node(objects, f"{p}-b1") == f"{p}-b1-node", "the new leader's object is as it made it"
+    apply(objects, hypernode(f"{p}-b1", b_term) | {"spec": moved["spec"]})  # a new leader's upsert passes
+    assert spec_node(objects, f"{p}-b1") == "stale"
+    # So is a term put on an object that had none.
+    unfenced = objects.get_cluster_custom_object(GROUP, VERSION, PLURAL, f"{p}-unfenced")
+    stamped = hypernode(f"{p}-unfenced", a_term, resource_version=unfenced["metadata"]["resourceVersion"])
+    with pytest.raises(client.ApiException) as stamping:
+        objects.replace_cluster_custom_object(GROUP, VERSION, PLURAL, f"{p}-unfenced", stamped)
+    assert stamping.value.status == 403
+    # Updates that keep the term the object was created in are not checked (they carry a resourceVersion, which
+    # fences them), nor ones that drop it, nor deletes.
     current = objects.get_cluster_custom_object(GROUP, VERSION, PLURAL, f"{p}-a0")
     updated = hypernode(f"{p}-a0", a_term, resource_version=current["metadata"]["resourceVersion"])
     updated["spec"]["members"][0]["selector"]["exactMatch"]["name"] = "moved"
     objects.replace_cluster_custom_object(GROUP, VERSION, PLURAL, f"{p}-a0", updated)
+    assert spec_node(objects, f"{p}-a0") == "moved"
+    current = objects.get_cluster_custom_object(GROUP, VERSION, PLURAL, f"{p}-a0")
+    dropped = hypernode(f"{p}-a0", None, resource_version=current["metadata"]["resourceVersion"])
+    objects.replace_cluster_custom_object(GROUP, VERSION, PLURAL, f"{p}-a0", dropped)
     objects.delete_cluster_custom_object(GROUP, VERSION, PLURAL, f"{p}-a0")
 
     # No Lease, no leader to fence against: creates pass (parameterNotFoundAction: Allow).
     lease.delete()
     until(lambda: create(hypernode_api, hypernode(f"{p}-nolease", a_term)) == 201)
+
+
+def apply(objects: client.CustomObjectsApi, body: dict[str, Any]) -> None:
+    """A server-side apply without resourceVersion, as the writer creates: it upserts."""
+    name, apply_patch = body["metadata"]["name"], "application/apply-patch+yaml"
+    objects.patch_cluster_custom_object(GROUP, VERSION, PLURAL, name, body, field_manager="fence-test",
+                                        _content_type=apply_patch)  # fmt: skip
+
+
+def spec_node(objects: client.CustomObjectsApi, name: str) -> str:
+    obj = objects.get_cluster_custom_object(GROUP, VERSION, PLURAL, name)
+    node: str = obj["spec"]["members"][0]["selector"]["exactMatch"]["name"]
+    return node
 
 
 def elected(cluster: client.ApiClient, lease: Lease, identity: str) -> LeaderElector:

@@ -17,7 +17,13 @@ MANIFEST = Path(__file__).resolve().parents[2] / "deploy" / "base" / "writer-fen
 
 
 class WriterFence:
-    """The policy and its binding as shipped, renamed (one per test) and bound to ``namespace/lease``."""
+    """The policy and its binding as shipped, renamed (one per test) and bound to ``namespace/lease``.
+
+    Never removed: each checks only the terms of its own Lease, so one left behind changes nothing for
+    other tests. Removing them would: kube-apiserver 1.36 stops the informer of a built-in paramKind
+    (Lease) once no binding names it and reuses the stopped one for later policies, whose parameter
+    is then never found (kubernetes/kubernetes#130887, #133827; PR #142150 backports the fix to 1.36).
+    """
 
     def __init__(self, api: client.ApiClient, namespace: str, lease: str) -> None:
         self.api, self.namespace, self.lease = api, namespace, lease
@@ -32,18 +38,6 @@ class WriterFence:
         admission.create_validating_admission_policy(self.policy)
         admission.create_validating_admission_policy_binding(self.binding)
         return self
-
-    def remove(self) -> None:
-        admission = client.AdmissionregistrationV1Api(self.api)
-        for delete in (
-            admission.delete_validating_admission_policy_binding,
-            admission.delete_validating_admission_policy,
-        ):
-            try:
-                delete(self.name)
-            except client.ApiException as exc:
-                if exc.status != 404:
-                    raise
 
     def wait_active(self, timeout: float = 30.0) -> int:
         """Until a create in a term the Lease never had is refused (the Lease must exist): the API server

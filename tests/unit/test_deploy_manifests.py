@@ -327,7 +327,7 @@ def test_every_target_fences_the_lease_its_configuration_names(rendered: dict[st
     assert binding["spec"]["paramRef"] == {"name": election.lease_name, "namespace": NAME,
                                            "parameterNotFoundAction": "Allow"}  # fmt: skip
     assert binding["spec"]["validationActions"] == ["Deny"]
-    assert policy["spec"]["matchConstraints"]["resourceRules"][0]["operations"] == ["CREATE"]
+    assert policy["spec"]["matchConstraints"]["resourceRules"][0]["operations"] == ["CREATE", "UPDATE"]
     assert fence.TERM_ANNOTATION in json.dumps(policy["spec"]), "the key the writer sends (volcano_topology.fence)"
 
 

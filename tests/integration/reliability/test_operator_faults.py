@@ -6,8 +6,9 @@
 2. The leader SIGKILLed in the middle of applying a large snapshot: the standby takes over and
    finishes it, exactly, writing only what was left.
 3. The leader paused (SIGSTOP) past its lease while its writes are held in flight by a proxy:
-   nothing it sent is forwarded after the new leader's first write; resumed (SIGCONT), it stands
-   down without writing.
+   nothing it sent lands after the new leader's first write (updates and deletes: refused by their
+   resourceVersion; creates: by the writer fence, installed as deployed); resumed (SIGCONT), it
+   stands down without writing.
 
 Operators are separate processes (``volcano-topology run``). The seed is printed and recorded;
 ``VOLCANO_TOPOLOGY_SEED`` replays a run.
@@ -46,8 +47,9 @@ from tests.integration.reliability._operator import (
     wait_until,
     write_model,
 )
-from tests.integration.reliability.conftest import FULL, Figures, scaled, seed_bystanders
+from tests.integration.reliability.conftest import Figures, scaled, seed_bystanders
 from tests.integration.watcher import StateWatcher
+from tests.integration.writer_fence import WriterFence
 from volcano_topology import kube
 from volcano_topology.controlplane.cluster import LocalControlPlane
 
@@ -365,10 +367,12 @@ def pause_the_leader(plane: LocalControlPlane, api: client.ApiClient, operators:
     kubeconfig_a = plane.write_kubeconfig(tmp_path / "a.kubeconfig", plane.admin_token, "admin-a", server=proxy_a.url)
     kubeconfig_b = plane.write_kubeconfig(tmp_path / "b.kubeconfig", plane.admin_token, "admin-b", server=proxy_b.url)
     watcher = StateWatcher(api, SOURCE)  # started once the first state is there
+    writer_fence = WriterFence(api, "default", lease)  # as deployed (deploy/base/writer-fence.yaml)
     started = time.monotonic()
     try:
         a = launch(operators, kubeconfig_a, tmp_path, config, "paused-a")
         a.wait(lambda: lease_holder(api, lease) == "paused-a", within=CONVERGE, what="a holds the lease")
+        writer_fence.install().wait_active()
         b = launch(operators, kubeconfig_b, tmp_path, config, "standby-b")
         converge(api, desired(first), a)
         b.wait(lambda: b.ready().get("ready") is True, within=CONVERGE, what="the standby is ready (caches warm)")
@@ -425,6 +429,7 @@ def pause_the_leader(plane: LocalControlPlane, api: client.ApiClient, operators:
         a_writes_forwarded=len(a_writes), a_writes_forwarded_after_b_first=len(run.late),
         a_writes_sent_after_resume=len(run.sent_after_resume),
         a_writes_sent_after_resume_statuses=sorted(r.status for r in run.sent_after_resume),
+        a_creates_fenced=sum(r.status == 403 and r.method == "PATCH" for r in run.late),
         a_writes_landed_after_b_first=len(run.landed_late), a_writes_after_standing_down=len(run.after_standing_down),
         margin_s=round(b_first - last_a, 2), takeover_s=round(took_over, 1), converged_s=round(seconds, 1),
         b_writes=len(b_writes), objects_checked=len(final), lost=run.lost, states_checked=watcher.states,
@@ -465,24 +470,23 @@ def test_leader_paused_past_its_lease_lands_nothing_after_the_new_leaders_first_
     figures.record(bystanders_checked=bystanders.check())
 
 
-@pytest.mark.skipif(not FULL, reason="a reproduction of a reported product gap (xfail): at the full size only, so "
-                    "the fast size stays within its time budget; on the medium model either way")  # fmt: skip
-@pytest.mark.xfail(
-    reason="known gap (docs/reliability.md): a create passed the write gate before the pause, is sent on the "
-    "resume, carries no resourceVersion, and lands after the new leader's first write; strict, so the day a "
-    "server-side fence closes it this test says so",
-    strict=True,
-)
 @pytest.mark.timeout(int(scaled(180, 420)))
-def test_a_paused_leaders_late_creates_land_after_the_new_leaders_first_write(
+def test_a_paused_leaders_late_creates_are_refused_by_the_writer_fence(
     plane: LocalControlPlane, api: client.ApiClient, operators: list[OperatorProcess], proxies: list[FaultProxy],
     figures: Figures, tmp_path: Path,
 ) -> None:  # fmt: skip
-    """The same pause while the leader creates: from one leaf to the whole model, every write a create."""
+    """The same pause while the leader creates: from one leaf to the whole model, every write a create.
+
+    A create carries no resourceVersion: what passed the gate before the pause is sent on the resume, in A's
+    term, and only the writer fence (deploy/base/writer-fence.yaml) keeps it from landing."""
     bystanders = seed_bystanders(api)
-    base = shipped("medium-1024")  # the gap does not depend on the size
+    base = shipped("medium-1024")  # the fence does not depend on the size
     first = {**base, "switches": [s for s in base["switches"] if s["name"] in ("core-0", "spine-00", "leaf-000")]}
     run = pause_the_leader(plane, api, operators, proxies, tmp_path, first, base, "medium-1024")
     figures.record(**run.figures, bystanders_checked=bystanders.check())
     assert run.lost == 0 and run.bad_states == 0 and run.holder == "standby-b"
+    assert run.sent_after_resume, "creates of A's passed the gate before the pause and went out on the resume"
+    refused = [r for r in run.late if r.method == "PATCH" and r.status == 403]
+    assert refused, f"and the fence refused them: {[(r.method, r.name, r.status) for r in run.late]}"
     assert not run.landed_late, f"writes of the paused leader landed after the new leader's first: {run.landed_late}"
+    assert not run.after_standing_down, f"the old leader wrote after standing down: {run.after_standing_down}"

@@ -36,6 +36,7 @@ from bench.operator_process import provider_dir, write_model
 from tests.integration.operator_harness import OperatorProcess, write_config
 from tests.integration.reliability import _soak
 from tests.integration.reliability.conftest import FULL, OUT, Figures, seed_bystanders
+from tests.integration.writer_fence import WriterFence
 from volcano_topology import kube
 from volcano_topology.controlplane.cluster import LocalControlPlane
 
@@ -143,6 +144,7 @@ def test_soak(private_control_plane: LocalControlPlane, admin: client.ApiClient,
     progress = OUT / "soak-progress.log"
     OUT.mkdir(parents=True, exist_ok=True)
     progress.write_text(f"soak {plan}\n")
+    writer_fence = WriterFence(admin, "default", LEASE).install()  # as deployed: the pair's creates are fenced
     try:
         launch(marathon_config, "marathon", providers, elected=False)
         first = replica()
@@ -151,6 +153,7 @@ def test_soak(private_control_plane: LocalControlPlane, admin: client.ApiClient,
         wanted = wanted_for(base)
         cold = _soak.wait_converged(admin, wanted, sources, plan.bound, plan.list_every)
         assert cold.seconds is not None, f"the cold sync did not converge: {cold.problems[:5]}\n{first.tail()}"
+        writer_fence.wait_active()
         tree = _soak.TreeWatch(admin, SOURCE).start()
         current = base
         restarts, failovers = list(plan.restarts), list(plan.failovers)
