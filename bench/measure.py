@@ -34,14 +34,19 @@ def request_totals(metrics_text: str) -> collections.Counter[str]:
         if not labels.get("resource"):
             continue  # /metrics, /readyz...: not a resource request
         sub = labels.get("subresource") or ""
-        totals[f"{labels.get('verb', '?')} {labels['resource']}" + (f"/{sub}" if sub else "")] += int(
+        dry = " dry-run" if labels.get("dry_run") else ""  # the operator's writer-fence check: writes nothing
+        totals[f"{labels.get('verb', '?')} {labels['resource']}" + (f"/{sub}" if sub else "") + dry] += int(
             float(match.group(2))
         )
     return totals
 
 
 def hypernode_writes(requests: dict[str, int]) -> int:
-    return sum(n for key, n in requests.items() if key.split(" ")[0] in WRITE_VERBS and "hypernodes" in key)
+    return sum(
+        n
+        for key, n in requests.items()
+        if key.split(" ")[0] in WRITE_VERBS and "hypernodes" in key and not key.endswith(" dry-run")
+    )
 
 
 def hypernode_lists(requests: dict[str, int]) -> int:

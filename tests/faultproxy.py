@@ -60,6 +60,11 @@ class Seen:
     forwarded: float | None = None  # when it was sent upstream (None: never forwarded)
     answered: float | None = None  # when the API server's answer came back to the proxy
 
+    @property
+    def dry_run(self) -> bool:
+        """A server-side dry run (the operator's writer-fence check): admitted or not, nothing is written."""
+        return "dryRun=" in self.path
+
 
 def object_name(method: str, path: str, body: bytes | None) -> str:
     if method == "POST" and body:
@@ -117,7 +122,7 @@ class FaultProxy:
 
     def writes(self, path_contains: str = "/hypernodes") -> list[Seen]:
         with self._lock:
-            return [r for r in self.requests if r.method in WRITE_METHODS and path_contains in r.path]
+            return [r for r in self.requests if r.method in WRITE_METHODS and path_contains in r.path and not r.dry_run]
 
     def count(self, method: str, path_contains: str = "/hypernodes", status: int | None = None) -> int:
         with self._lock:

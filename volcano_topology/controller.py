@@ -34,7 +34,7 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +43,7 @@ from kubernetes import client
 
 from volcano_topology import registry
 from volcano_topology.config import ConfigError, Configuration, DiscoveryEntry, parse_configuration
+from volcano_topology.fencecheck import FenceState
 from volcano_topology.hypernodecache import HyperNodeCache, Seen
 from volcano_topology.kube import ClusterClient, HyperNodeClient, KubeError, Term
 from volcano_topology.nodewatch import NodeCache
@@ -58,6 +59,7 @@ log = logging.getLogger(__name__)
 
 
 _CONFIG_READER = ThreadPoolExecutor(1, thread_name_prefix="config-read")
+FENCE_CHECK_EVERY = 60.0  # seconds; a reinstall or an API-server restart can change the answer
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,10 @@ class Controller:
         self.gate: Callable[[], bool] = lambda: self.leading
         # The leader term each create is sent with (the elector's term); None without leader election.
         self.term: Term | None = None
+        # With leader election: whether the API server's writer fence is in force, checked while leading.
+        self.fence_check: Callable[[], Awaitable[FenceState]] | None = None
+        self.fence_state = FenceState.UNKNOWN
+        self._fence_task: asyncio.Task[None] | None = None
         self._poke = asyncio.Event()
         self._lock = asyncio.Lock()
         self._notified: dict[str, str] = {}
@@ -208,6 +214,19 @@ class Controller:
         self.leading = True
         self.terms += 1
         self.poke()
+        if self.fence_check is not None and (self._fence_task is None or self._fence_task.done()):
+            self._fence_task = asyncio.create_task(self._check_fence_while_leading(), name="fence-check")
+
+    async def _check_fence_while_leading(self) -> None:
+        """At the start of each term and every ``FENCE_CHECK_EVERY`` seconds while leading: one dry-run request."""
+        assert self.fence_check is not None
+        while self.leading:
+            try:
+                self.fence_state = await self.fence_check()
+            except Exception:
+                log.exception("writer fence: the check failed")
+                self.fence_state = FenceState.UNKNOWN
+            await asyncio.sleep(FENCE_CHECK_EVERY)
 
     async def stop_leading(self) -> None:
         """Stop writing at once (the gate is already closed); providers are stopped in the background.
@@ -234,7 +253,7 @@ class Controller:
             self.runs.clear()
         self.nodes.stop()
         self.hypernodes.stop()
-        for task in (self._node_pokes, self._status_task):
+        for task in (self._node_pokes, self._status_task, self._fence_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)

@@ -52,3 +52,22 @@ def is_fenced(status: int, message: str) -> bool:
     """True for the API server's answer when the writer fence refused a request: its message starts with
     the annotation's key (whatever the policy is named, e.g. by a Helm release)."""
     return status == 403 and f"denied request: {TERM_ANNOTATION}:" in message
+
+
+PROBE_NAME = "volcano-topology-writer-fence-probe"
+
+
+def probe(namespace: str, lease: str, identity: str) -> dict[str, Any]:
+    """A valid HyperNode of ours sent in a term no Lease ever has (transitions -1): the fence must refuse it.
+
+    Sent only as a dry run (:mod:`volcano_topology.fencecheck`), so it is never stored."""
+    return {
+        "apiVersion": "topology.volcano.sh/v1alpha1",
+        "kind": "HyperNode",
+        "metadata": {
+            "name": PROBE_NAME,
+            "labels": {"app.kubernetes.io/managed-by": "volcano-topology"},
+            "annotations": {TERM_ANNOTATION: term(namespace, lease, identity, -1)},
+        },
+        "spec": {"tier": 1, "members": [{"type": "Node", "selector": {"exactMatch": {"name": PROBE_NAME}}}]},
+    }

@@ -350,6 +350,10 @@ class ClusterClient:
             raise
         return found
 
+    async def dry_run_create_hypernode(self, body: dict[str, Any]) -> None:
+        """Create ``body`` as a server-side dry run (admission runs, nothing is stored); KubeError when refused."""
+        await self._call(self._objects.create_cluster_custom_object, GROUP, VERSION, PLURAL, body, dry_run="All")
+
     async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._get(self._coordination.read_namespaced_lease, name, namespace)
 

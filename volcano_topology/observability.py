@@ -134,6 +134,13 @@ class ControllerCollector(Collector):
             f"{PREFIX}_leadership_terms", "Terms as leader this process began", value=c.terms
         )  # fmt: skip
         yield GaugeMetricFamily(f"{PREFIX}_leader", "1 while this replica leads and writes", value=int(self.leader()))
+        if c.fence_check is not None:
+            yield GaugeMetricFamily(
+                f"{PREFIX}_writer_fence",
+                "The API server's writer fence for this Lease as the leader last checked it: 1 in force, 0 not in "
+                "force (a deposed leader's late create could land), -1 not checked or the check failed",
+                value=int(c.fence_state),
+            )
         yield CounterMetricFamily(
             f"{PREFIX}_config_errors", "Configuration problems found", value=c.state.config_errors_total
         )

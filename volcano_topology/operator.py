@@ -31,6 +31,7 @@ import kopf
 from volcano_topology import kube
 from volcano_topology.config import ConfigError, Configuration, parse_configuration
 from volcano_topology.controller import ConfigSource, Controller
+from volcano_topology.fencecheck import check_fence
 from volcano_topology.kube import ClusterClient
 from volcano_topology.leader import LeaderElector
 from volcano_topology.observability import HealthPortUnavailable, HealthServer
@@ -234,6 +235,8 @@ async def start_runtime(options: RunOptions, api: Any, config: Configuration) ->
             on_started_leading=controller.start_leading, on_stopped_leading=controller.stop_leading,
         )  # fmt: skip
         controller.gate, controller.term = runtime.elector.is_leader, runtime.elector.term
+        lease_name, identity = election.lease_name, options.identity
+        controller.fence_check = lambda: check_fence(controller.cluster, namespace, lease_name, identity)
         health.add_liveness_check("leader election renewing", runtime.elector.renewing)
         runtime.tasks.append(asyncio.create_task(runtime.elector.run(), name="leader-election"))
     else:

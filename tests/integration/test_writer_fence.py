@@ -19,6 +19,7 @@ from tests.integration.test_fence import LEASE, LEASE_CLIENT_TIMEOUT, RENEW, RET
 from tests.integration.writer_fence import WriterFence, hypernode
 from volcano_topology import fence, kube
 from volcano_topology.api import GROUP, PLURAL, VERSION, HyperNode
+from volcano_topology.fencecheck import FenceState, check_fence
 from volcano_topology.kube import ClusterClient, HyperNodeClient, KubeError
 from volcano_topology.leader import LeaderElector
 from volcano_topology.plan import with_ownership
@@ -292,3 +293,20 @@ async def until_async(condition: Any, within: float) -> None:
     while not condition():
         assert time.monotonic() < deadline, "not reached in time"
         await asyncio.sleep(0.02)
+
+
+async def test_the_leader_finds_out_whether_the_fence_is_in_force_without_storing_anything(
+    hypernode_api: client.ApiClient, lease: Lease, writer_fence: WriterFence, faults: FaultProxy
+) -> None:
+    lease.hold("me", 0)
+    writer_fence.wait_active()
+    cluster = ClusterClient(hypernode_api)
+    try:
+        assert await check_fence(cluster, NAMESPACE, lease.name, "me") == FenceState.IN_FORCE
+        unfenced = await check_fence(cluster, NAMESPACE, f"{lease.name}-unfenced", "me")
+        assert unfenced == FenceState.ABSENT, "no fence names that Lease"
+        elsewhere = await check_fence(cluster, "no-such-namespace", lease.name, "me")
+        assert elsewhere == FenceState.ABSENT
+    finally:
+        cluster.close()
+    assert fence.PROBE_NAME not in cluster_hypernodes(hypernode_api), "a dry run: the probe is never stored"

@@ -206,8 +206,8 @@ class ServerCounts:
             if not match:
                 continue
             labels = dict(_LABEL.findall(match.group(1)))
-            if labels.get("resource") != PLURAL or labels.get("verb") not in WRITE_VERBS:
-                continue
+            if labels.get("resource") != PLURAL or labels.get("verb") not in WRITE_VERBS or labels.get("dry_run"):
+                continue  # a dry run (the operator's writer-fence check) writes nothing
             totals["status" if labels.get("subresource") == "status" else "spec"] += int(float(match.group(2)))
         return totals
 

@@ -393,6 +393,8 @@ def pause_the_leader(plane: LocalControlPlane, api: client.ApiClient, operators:
         b.wait(lambda: lease_holder(api, lease) == "standby-b", within=CONVERGE, what="b takes the lease")
         took_over = time.monotonic() - paused
         seconds = converge(api, want, b)
+        b.wait(lambda: b.metric("volcano_topology_writer_fence") == 1, within=CONVERGE,
+               what="the new leader finds the writer fence in force")  # fmt: skip
         time.sleep(HOLD + REQUEST_TIMEOUT)  # anything of A's still held has been forwarded by now
         a.process.send_signal(signal.SIGCONT)
         resumed = time.monotonic()
@@ -417,7 +419,7 @@ def pause_the_leader(plane: LocalControlPlane, api: client.ApiClient, operators:
         late=[r for r in a_writes if (r.forwarded or 0.0) >= b_first],
         landed_late=[r for r in a_writes if (r.answered or 0.0) >= b_first and 200 <= r.status < 300],
         after_standing_down=[r for r in proxy_a.requests if r.method in WRITE_METHODS and r.received >= quiet_from
-                             and ("/hypernodes" in r.path or "/leases" in r.path)],
+                             and ("/hypernodes" in r.path or "/leases" in r.path) and not r.dry_run],
         holder=holder, lost=len(problems(final, want)), bad_states=watcher.bad_states(), figures={},
     )  # fmt: skip
     before_b = [r for r in a_writes if (r.answered or 0.0) < b_first]
