@@ -19,6 +19,7 @@ from volcano_topology import fence, ownership
 from volcano_topology.api import HyperNode, ObjectMeta
 from volcano_topology.kube import HyperNodeClient, NotLeading
 from volcano_topology.plan import Observed, matches, with_ownership
+from volcano_topology.views import diff
 
 MANAGER = ownership.field_manager("fabric")
 
@@ -136,3 +137,14 @@ def test_another_owned_annotation_the_provider_no_longer_wants_still_makes_a_wri
     desired = with_ownership(leaf("l1", "n1"), "fabric")
     live = {"a.io/x": "1", fence.TERM_ANNOTATION: "ns/lease/a/0"}
     assert not matches(desired, observed(desired, live, frozenset(live)), MANAGER)
+
+
+def test_diff_never_shows_the_term_annotation_as_a_change() -> None:
+    """``volcano-topology diff`` diffs what the apply touches; the writer carries the term over unchanged."""
+    desired = with_ownership(leaf("l1", "n1", "n2"), "fabric")
+    live = observed(with_ownership(leaf("l1", "n1"), "fabric"), {fence.TERM_ANNOTATION: "ns/lease/a/0"},
+                    frozenset({fence.TERM_ANNOTATION}))  # fmt: skip
+    before = diff._observed_view(live, MANAGER, desired)
+    assert fence.TERM_ANNOTATION not in (before["metadata"].get("annotations") or {})
+    gone = diff._observed_view(live, MANAGER, None)  # a delete shows the object as it is
+    assert gone["metadata"]["annotations"] == {fence.TERM_ANNOTATION: "ns/lease/a/0"}

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from volcano_topology import ownership
+from volcano_topology import fence, ownership
 from volcano_topology.api import HyperNode
 from volcano_topology.plan import Create, DeletionGuard, Observed, Plan, Update, plan_changes
 from volcano_topology.tree import missing_member_problems
@@ -80,6 +80,8 @@ def _observed_view(observed: Observed, manager: str, wanted: HyperNode | None) -
     want_annotations = set((wanted.metadata.annotations or {}) if wanted else observed.annotations)
     labels = {k: v for k, v in observed.labels.items() if k in want_labels or k in owned_labels}
     annotations = {k: v for k, v in observed.annotations.items() if k in want_annotations or k in owned_annotations}
+    if wanted is not None:  # the writer carries the term an object was created in over unchanged: no change
+        annotations.pop(fence.TERM_ANNOTATION, None)
     metadata: dict[str, Any] = {"name": observed.name}
     if labels:
         metadata["labels"] = dict(sorted(labels.items()))
