@@ -60,6 +60,7 @@ class OperatorProcess:
     env: dict[str, str] = field(default_factory=dict)  # added to (or replacing) the test's environment
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0  # time.monotonic() when the process was started
 
     @property
     def log(self) -> Path:
@@ -73,6 +74,7 @@ class OperatorProcess:
             args += ["--provider-path", str(self.provider_path)]
         env = {**{k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "POD_NAMESPACE")}, **self.env}
         with self.log.open("ab") as log:
+            self.started_at = time.monotonic()
             self.process = subprocess.Popen([*args, *self.extra], stdout=log, stderr=subprocess.STDOUT, env=env)
         return self
 

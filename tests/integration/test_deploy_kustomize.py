@@ -23,7 +23,7 @@ from kubernetes import client
 
 from tests.integration.operator_harness import OperatorProcess, provider_dir, static_leaf
 from tests.unit.test_deploy_manifests import DEPLOY, KUBECTL, ROOT, kustomize
-from volcano_topology import kube
+from volcano_topology import fence, kube
 from volcano_topology.api import GROUP, PLURAL, VERSION
 from volcano_topology.controlplane.cluster import LocalControlPlane
 
@@ -294,8 +294,18 @@ def test_two_replicas_as_the_deployed_identity_converge(
                                 f"{NS}/volcano-topology", 2, monkeypatch)  # fmt: skip
     try:
         wait_until(lambda: synced(hypernodes(plane).get("deploy-leaf-0") or {}), 60, "a Synced HyperNode", operators)
-        assert lease_holder(plane, NS, "volcano-topology") in {o.identity for o in operators}
+        holder = lease_holder(plane, NS, "volcano-topology")
+        assert holder in {o.identity for o in operators}
         wait_until(lambda: all(o.ready().get("ready") is True for o in operators), 30, "both ready", operators)
+        # The writer fence the base installs is in force, as the leader itself found out; its create carries
+        # its term.
+        [leading] = [o for o in operators if o.identity == holder]
+        fenced = "volcano_topology_writer_fence"
+        wait_until(lambda: leading.metric(fenced) == 1, 60, "the leader finds the fence in force", operators)
+        annotations = hypernodes(plane)["deploy-leaf-0"]["metadata"].get("annotations") or {}
+        _, lease = plane.request("GET", f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/volcano-topology")
+        transitions = int(lease["spec"].get("leaseTransitions") or 0)
+        assert annotations.get(fence.TERM_ANNOTATION) == fence.term(NS, "volcano-topology", str(holder), transitions)
         for operator in operators:
             assert not forbidden_lines(operator), operator.tail()
     finally:

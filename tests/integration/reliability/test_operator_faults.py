@@ -143,20 +143,34 @@ def lease_holder(api: client.ApiClient, name: str) -> str | None:
     return holder
 
 
-def kill_after(operator: OperatorProcess, writes: float, within: float) -> tuple[float, float]:
-    """SIGKILL ``operator`` as soon as its spec writes reach ``writes``; (seconds since its start, writes seen)."""
+def kill_after(operator: OperatorProcess, writes: float, within: float) -> tuple[float, float, float | None]:
+    """SIGKILL ``operator`` as soon as its spec writes reach ``writes``; (seconds since its start, writes seen,
+    seconds until its first write was seen)."""
     started = time.monotonic()
     seen = 0.0
+    first: float | None = None
     while seen < writes:
         alive(operator)()
         assert time.monotonic() - started < within, f"{operator.identity} never reached {writes} writes"
         seen = operator.metric(WRITES)
+        if seen > 0 and first is None:
+            first = time.monotonic() - started
         if seen < writes:
             time.sleep(0.02)
     assert operator.process is not None
     operator.process.send_signal(signal.SIGKILL)
     operator.process.wait(10)
-    return time.monotonic() - started, seen
+    return time.monotonic() - started, seen, first
+
+
+def kill_at(operator: OperatorProcess, seconds: float) -> float:
+    """SIGKILL ``operator`` ``seconds`` after it was started, whatever it is doing (start-up included)."""
+    assert operator.process is not None
+    time.sleep(max(0.0, seconds - (time.monotonic() - operator.started_at)))
+    alive(operator)()
+    operator.process.send_signal(signal.SIGKILL)
+    operator.process.wait(10)
+    return time.monotonic() - operator.started_at
 
 
 def converge(api: client.ApiClient, want: dict[str, dict[str, Any]], operator: OperatorProcess) -> float:
@@ -194,7 +208,8 @@ def test_sigkill_at_random_points_of_a_sync_then_restart_converges_without_needl
     started = time.monotonic()
     kill_points: list[float] = []
     rows: list[dict[str, Any]] = []
-    checked = needless = 0
+    checked = needless = startup_kills = 0
+    first_write: float | None = None  # seconds from start to the first write, in the last mid-sync trial
     want: dict[str, dict[str, Any]] = {}
     try:
         for trial in range(TRIALS):
@@ -207,8 +222,17 @@ def test_sigkill_at_random_points_of_a_sync_then_restart_converges_without_needl
             assert before.differing, "the trial has something to sync"
             target = 1 + int(rng.uniform(0.05, 0.95) * (len(before.differing) - 1))
 
+            # Every third trial dies during start-up: at a random moment before the first write the last trial
+            # took to make (importing, reading the configuration, the caches' LIST, the first scan, planning).
+            early = trial % 3 == 1 and first_write is not None
+            early_counts = ServerCounts(plane).mark()
             killed = launch(operators, plane.kubeconfig, tmp_path, config, f"trial{trial}-killed")
-            kill_at, writes_at_kill = kill_after(killed, target, CONVERGE)
+            if early and first_write is not None:
+                killed_at = kill_at(killed, rng.uniform(0.1, 0.8) * first_write)
+                writes_at_kill = float(early_counts.since()["spec"])
+                startup_kills += writes_at_kill == 0
+            else:
+                killed_at, writes_at_kill, first_write = kill_after(killed, target, CONVERGE)
             time.sleep(0.5)  # anything the dead process had fully sent has landed
             partial = owned(api)
             left = Transition.of(partial, want)
@@ -226,9 +250,9 @@ def test_sigkill_at_random_points_of_a_sync_then_restart_converges_without_needl
             at_rest = quiet(counts, restarted)
             needless += len(wrong_names) + over + at_rest
             checked += len(final)
-            kill_points.append(round(kill_at, 2))
+            kill_points.append(round(killed_at, 2))
             row = {"trial": trial, "differing_at_start": len(before.differing),
-                   "kill_after_writes": int(writes_at_kill), "kill_s": round(kill_at, 2),
+                   "kill_after_writes": int(writes_at_kill), "kill_s": round(killed_at, 2), "early": early,
                    "differing_at_restart": len(left.differing),
                    "write_bound": left.bound, "status_due": len(left.status_due), "spec_writes": server["spec"],
                    "operator_writes": int(own_writes), "status_writes": server["status"],
@@ -250,10 +274,11 @@ def test_sigkill_at_random_points_of_a_sync_then_restart_converges_without_needl
             needless_writes=needless, spec_writes=sum(r["spec_writes"] for r in rows),
             write_bound=sum(r["write_bound"] for r in rows), status_writes=sum(r["status_writes"] for r in rows),
             seconds=round(time.monotonic() - started, 1), per_trial=rows, tree_checks_computed=checks.computed,
-            tree_checks_reused=checks.reused,
+            tree_checks_reused=checks.reused, startup_kills=startup_kills,
         )  # fmt: skip
     assert watcher.bad_states() == 0, f"intermediate states broke the tree: {watcher.violations[:5]}"
     assert len(rows) == TRIALS
+    assert startup_kills >= 1, f"no trial was killed before its first write: {rows}"
     figures.record(bystanders_checked=bystanders.check())
 
 

@@ -1,19 +1,22 @@
 """Issue 13, item 6: the long soak.
 
-At the 16,384-node model (``make soak``: ``VOLCANO_TOPOLOGY_SOAK_MINUTES``, 30 by default), a fabric
-change every few seconds (nodes moved, a leaf removed, a leaf re-cabled, everything restored), the
-API server restarted every few minutes and the leader SIGKILLed every few minutes (a new standby
-started each time). Shown: after EVERY change a LIST equals the desired state within a bound;
-no state the watch saw broke the strict tree; the final state exact; the bystanders untouched;
-each operator process's memory (VmRSS) and open file descriptors flat over its life.
+At the 16,384-node model (``make soak``: ``VOLCANO_TOPOLOGY_SOAK_MINUTES``, 30 by default), fabric
+changes every 3 s in bursts of 5 (nodes moved, a leaf removed, a leaf re-cabled, everything restored),
+none waiting for the one before to land; the API server restarted every few minutes and the leader
+SIGKILLed every few minutes (a new standby started each time), each fault right after a burst's
+first change. Shown: after EVERY burst a LIST equals the desired state of its last change within a
+bound (each change derives from the one before, so that state carries every change a later one did
+not undo); no state the watch saw broke the strict tree; the final state exact; the bystanders
+untouched; each operator process's memory (VmRSS) and open file descriptors flat over its life.
+The writer fence is installed as deployed.
 
 Three operator processes at a time: two replicas in one leader election for the ``emulated`` source
 (the failovers), and a third operator for a second source (``soak-marathon``: the emulated provider
 under another name, the same model file with a name prefix) that runs for the whole soak through
 every change and restart, so one process's memory is followed for the full length of the run.
 
-``make test`` runs the same scenario at the fast size: the 1,024-node model, about 45 s, a change
-every 2 s, one API-server restart, one failover.
+``make test`` runs the same scenario at the fast size: the 1,024-node model, about 45 s, changes
+every 2 s in bursts of 3, one API-server restart, one failover.
 """
 
 from __future__ import annotations
@@ -53,7 +56,8 @@ SEED = 13
 class Size:
     model: str
     seconds: float
-    change_every: float
+    change_every: float  # seconds between the changes of a burst
+    burst: int  # changes per burst; the state must converge after each burst
     restarts: tuple[float, ...]  # seconds into the soak
     failovers: tuple[float, ...]
     down: float  # seconds the API server stays stopped
@@ -67,11 +71,11 @@ class Size:
 
 def size() -> Size:
     if not FULL:
-        return Size("medium-1024", 20, 2.0, (4.0,), (10.0,), 2.0, 60.0, 0.5, 1.0, 5.0, 10.0, 5.0)
+        return Size("medium-1024", 20, 2.0, 3, (4.0,), (10.0,), 2.0, 60.0, 0.5, 1.0, 5.0, 10.0, 5.0)
     seconds = 60 * float(os.environ.get("VOLCANO_TOPOLOGY_SOAK_MINUTES") or 30)
     restarts = tuple(float(t) for t in range(90, int(seconds) - 60, 180))  # every 3 minutes
     failovers = tuple(float(t) for t in range(150, int(seconds) - 60, 300))  # every 5 minutes
-    return Size("large-16384", seconds, 4.0, restarts, failovers, 5.0, 240.0, 1.0, 10.0, 120.0, 300.0, 60.0)
+    return Size("large-16384", seconds, 3.0, 5, restarts, failovers, 5.0, 240.0, 1.0, 10.0, 120.0, 300.0, 60.0)
 
 
 @pytest.fixture
@@ -131,8 +135,8 @@ def test_soak(private_control_plane: LocalControlPlane, admin: client.ApiClient,
         return _soak.desired(model, SOURCE) | _soak.desired(model, MARATHON, PREFIX)
 
     sources = {SOURCE, MARATHON}
-    counts = {"changes": 0, "converged": 0, "restarts": 0, "failovers": 0, "objects_checked": 0, "lists": 0,
-              "failed_lists": 0}  # fmt: skip
+    counts = {"changes": 0, "bursts": 0, "converged": 0, "restarts": 0, "failovers": 0, "objects_checked": 0,
+              "lists": 0, "failed_lists": 0}  # fmt: skip
     kinds: dict[str, int] = {}
     seconds: list[float] = []
     fault_seconds: dict[str, list[float]] = {"restart": [], "failover": []}  # from the change's write
@@ -160,8 +164,7 @@ def test_soak(private_control_plane: LocalControlPlane, admin: client.ApiClient,
         started = time.monotonic()
         step = 0
         while time.monotonic() - started < plan.seconds or restarts or failovers:  # every fault, however slow
-            tick = time.monotonic()
-            elapsed = tick - started
+            elapsed = time.monotonic() - started
             fault = None
             if failovers and elapsed >= failovers[0]:
                 fault = "failover"
@@ -173,36 +176,48 @@ def test_soak(private_control_plane: LocalControlPlane, admin: client.ApiClient,
             if fault == "failover":
                 leader = _wait_holder(admin, running, within=plan.bound)
                 assert leader is not None, "no live replica holds the Lease before a failover"
-            kind, current = _soak.next_model(step, current, base)
-            kinds[kind] = kinds.get(kind, 0) + 1
-            wanted = wanted_for(current)
-            write_model(model_file, current)
+            # A burst: a change every `change_every` seconds, none waiting for the last to land; the fault
+            # (if any) right after the first. Then the state must converge to the burst's last model, which
+            # carries every change of the burst that a later one did not undo (each derives from the last).
+            burst_kinds: list[str] = []
+            for i in range(plan.burst):
+                tick = time.monotonic()
+                kind, current = _soak.next_model(step, current, base)
+                kinds[kind] = kinds.get(kind, 0) + 1
+                burst_kinds.append(kind)
+                write_model(model_file, current)
+                counts["changes"] += 1
+                step += 1
+                if i == 0 and leader is not None:  # fault == "failover"
+                    time.sleep(rng.uniform(0.3, 1.5))  # the change being applied: the leader dies mid-plan
+                    sampler.gone(leader)
+                    running.pop(leader).stop(signal.SIGKILL)
+                    victims.append(leader)
+                    replica()  # the new standby
+                    counts["failovers"] += 1
+                elif i == 0 and fault == "restart":
+                    time.sleep(rng.uniform(0.0, 1.0))
+                    plane.stop_apiserver()
+                    time.sleep(plan.down)
+                    plane.start_apiserver()
+                    counts["restarts"] += 1
+                if i < plan.burst - 1:
+                    time.sleep(max(0.0, plan.change_every - (time.monotonic() - tick)))
             written = time.monotonic()
-            counts["changes"] += 1
-            if leader is not None:  # fault == "failover"
-                time.sleep(rng.uniform(0.3, 1.5))  # the change being applied: the leader dies mid-plan
-                sampler.gone(leader)
-                running.pop(leader).stop(signal.SIGKILL)
-                victims.append(leader)
-                replica()  # the new standby
-                counts["failovers"] += 1
-            elif fault == "restart":
-                time.sleep(rng.uniform(0.0, 1.0))
-                plane.stop_apiserver()
-                time.sleep(plan.down)
-                plane.start_apiserver()
-                counts["restarts"] += 1
+            wanted = wanted_for(current)
             done = _soak.wait_converged(admin, wanted, sources, plan.bound, plan.list_every)
+            counts["bursts"] += 1
             counts["lists"] += done.lists
             counts["failed_lists"] += done.failed_lists
             if done.seconds is None:
-                unconverged.append(f"change {step} ({kind}, fault {fault}): {done.problems[:5]}")
+                unconverged.append(f"burst ending at change {step - 1} ({burst_kinds}, fault {fault}): "
+                                   f"{done.problems[:5]}")  # fmt: skip
                 if len(unconverged) >= 3:
                     break
             else:
-                counts["converged"] += 1
+                counts["converged"] += plan.burst
                 counts["objects_checked"] += len(wanted)
-                seconds.append(round(time.monotonic() - written, 2))  # from the model file write
+                seconds.append(round(time.monotonic() - written, 2))  # from the burst's last model file write
                 if fault:
                     fault_seconds[fault].append(seconds[-1])
             if fault == "failover":
@@ -212,10 +227,8 @@ def test_soak(private_control_plane: LocalControlPlane, admin: client.ApiClient,
             with progress.open("a") as out:  # to follow a long soak from outside: tail -f
                 rss = {n: x.samples[-1][1] for n, x in sampler.series.items() if x.samples and x.ended is None}
                 took = time.monotonic() - written
-                out.write(f"{time.monotonic() - started:7.1f}s change {step} {kind} fault={fault} "
-                          f"converged={done.seconds is not None} in {took:.1f}s rss={rss}\n")  # fmt: skip
-            step += 1
-            time.sleep(max(0.0, plan.change_every - (time.monotonic() - tick)))
+                out.write(f"{time.monotonic() - started:7.1f}s changes {step - plan.burst}-{step - 1} {burst_kinds} "
+                          f"fault={fault} converged={done.seconds is not None} in {took:.1f}s rss={rss}\n")  # fmt: skip
         minutes = (time.monotonic() - started) / 60
 
         # The end: the final model once more, then the exact state, the bystanders, a quiet last look.
@@ -241,6 +254,8 @@ def test_soak(private_control_plane: LocalControlPlane, admin: client.ApiClient,
         trials=counts["changes"], faults_injected=counts["restarts"] + counts["failovers"],
         objects_checked=counts["objects_checked"] + bystanders_checked, lost=lost,
         minutes=round(minutes, 1), changes=counts["changes"], converged=counts["converged"],
+        bursts=counts["bursts"], burst=plan.burst, change_every_s=plan.change_every,
+        changes_per_minute=round(counts["changes"] / minutes, 1) if minutes else None,
         restarts=counts["restarts"], failovers=counts["failovers"], change_kinds=kinds,
         leader_kills=victims, leaders_after=holders, leaders_seen=sampler.holders,
         leader_changes_unforced=max(0, len(sampler.holders) - 1 - counts["failovers"]),
