@@ -353,6 +353,18 @@ def test_helm_leaves_the_fence_out_without_leader_election_or_when_disabled(tmp_
     assert fence_of(helm_template({"writerFence": {"enabled": False}}, tmp_path)) is None
 
 
+def test_helm_leaves_the_fence_out_where_the_cluster_has_no_admission_policies(tmp_path: Path) -> None:
+    """Kubernetes before 1.30 serves no admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy."""
+
+    def rendered_for(version: str) -> list[Doc]:
+        result = helm("template", NAME, str(CHART), "--kube-version", version)
+        assert result.returncode == 0, result.stderr
+        return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+    assert fence_of(rendered_for("1.29.9")) is None
+    assert fence_of(rendered_for("1.30.0")) is not None
+
+
 @pytest.mark.parametrize(
     ("values", "named"),
     [
