@@ -353,6 +353,20 @@ def test_helm_leaves_the_fence_out_without_leader_election_or_when_disabled(tmp_
     assert fence_of(helm_template({"writerFence": {"enabled": False}}, tmp_path)) is None
 
 
+def test_an_overlay_can_leave_the_fence_out_as_deploy_readme_says(tmp_path: Path) -> None:
+    deletes = [
+        {"$patch": "delete", "apiVersion": "admissionregistration.k8s.io/v1", "kind": kind,
+         "metadata": {"name": fence.POLICY_NAME}}
+        for kind in ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+    ]  # fmt: skip
+    overlay = {"resources": [os.path.relpath(DEPLOY, tmp_path)], "patches": [{"patch": yaml.safe_dump(d)}
+                                                                            for d in deletes]}  # fmt: skip
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
+    docs = kustomize(tmp_path)
+    assert fence_of(docs) is None
+    assert {d["kind"] for d in docs} >= {"Deployment", "ClusterRole", "CustomResourceDefinition"}
+
+
 def test_helm_leaves_the_fence_out_where_the_cluster_has_no_admission_policies(tmp_path: Path) -> None:
     """Kubernetes before 1.30 serves no admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy."""
 
