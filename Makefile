@@ -57,9 +57,10 @@ reliability: control-plane
 	VOLCANO_TOPOLOGY_RELIABILITY=full $(BIN)/python -m pytest tests/integration/reliability -m "reliability and not soak" $(RELIABILITY_ARGS)
 
 ## The long soak alone (SOAK_MINUTES, default 30): 16,384 nodes, fabric changes, API-server restarts, failovers.
+## Its figures and progress log go to test-artifacts/reliability-soak/, apart from `make reliability`'s.
 SOAK_MINUTES ?= 30
 soak: control-plane
-	VOLCANO_TOPOLOGY_RELIABILITY=full VOLCANO_TOPOLOGY_SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/python -m pytest tests/integration/reliability -m soak -p no:cacheprovider
+	VOLCANO_TOPOLOGY_RELIABILITY=full VOLCANO_TOPOLOGY_SOAK_MINUTES=$(SOAK_MINUTES) VOLCANO_TOPOLOGY_RELIABILITY_OUT=test-artifacts/reliability-soak $(BIN)/python -m pytest tests/integration/reliability -m soak -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts
