@@ -314,7 +314,7 @@ def test_leader_killed_during_a_snapshot_apply_the_standby_finishes_it(
         target = 1 + int(rng.uniform(0.05, 0.95) * (len(before.differing) - 1))
         applied_before = a.metric(WRITES)
         write_model(model_file, snapshot)  # the new snapshot: the leader's provider scans it at once
-        kill_at, writes_at_kill = kill_after(a, applied_before + target, CONVERGE)
+        kill_at, writes_at_kill, _ = kill_after(a, applied_before + target, CONVERGE)
         killed = time.monotonic()
         time.sleep(0.5)
         partial = owned(api)
