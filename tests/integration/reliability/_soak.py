@@ -253,12 +253,13 @@ class Sampler:
             self.sample()
 
 
-def judge(samples: list[tuple[float, float, int]], warm: float, window: float, min_window: float) -> dict[str, Any]:
+def judge(samples: list[tuple[float, float, int]], warm: float, window: float, min_window: float,
+          fd_slack: float = 5) -> dict[str, Any]:  # fmt: skip
     """Early (``warm`` .. ``warm + w`` s into the stint) against late (its last ``w`` s), w <= ``window``.
 
     ``flat``: the late median RSS <= the early median * 1.25 + 10 MiB, and the late median fd count <=
-    the early median * 1.25 + 5; None (not judged) when the stint is too short for two windows of
-    ``min_window`` s after ``warm`` (or has fewer than 3 samples in either).
+    the early median * 1.25 + ``fd_slack``; None (not judged) when the stint is too short for two windows
+    of ``min_window`` s after ``warm`` (or has fewer than 3 samples in either).
     """
     end = samples[-1][0]
     out: dict[str, Any] = {"s": round(end), "samples": len(samples), "flat": None}
@@ -272,12 +273,13 @@ def judge(samples: list[tuple[float, float, int]], warm: float, window: float, m
         return out
     early_rss, late_rss = statistics.median(s[1] for s in early), statistics.median(s[1] for s in late)
     early_fds, late_fds = statistics.median(s[2] for s in early), statistics.median(s[2] for s in late)
-    flat = late_rss <= early_rss * 1.25 + 10 and late_fds <= early_fds * 1.25 + 5
+    flat = late_rss <= early_rss * 1.25 + 10 and late_fds <= early_fds * 1.25 + fd_slack
     return out | {"window_s": round(width), "rss_mib_early_median": early_rss, "rss_mib_late_median": late_rss,
                   "fds_early_median": early_fds, "fds_late_median": late_fds, "flat": flat}  # fmt: skip
 
 
-def summary(series: Series, since: float, warm: float, window: float, min_window: float) -> dict[str, Any]:
+def summary(series: Series, since: float, warm: float, window: float, min_window: float,
+            fd_slack: float = 5) -> dict[str, Any]:  # fmt: skip
     """A process's series in figures: start/end/max RSS and fds, and each stint judged for flatness."""
     samples = series.samples
     out: dict[str, Any] = {"lived_s": round(series.lived(), 1), "samples": len(samples)}
@@ -285,7 +287,7 @@ def summary(series: Series, since: float, warm: float, window: float, min_window
         return out | {"stints": []}
     rss = [s[1] for s in samples]
     fds = [s[2] for s in samples]
-    stints = [{"role": role, **judge(part, warm, window, min_window)} for role, part in series.stints(since)]
+    stints = [{"role": role, **judge(part, warm, window, min_window, fd_slack)} for role, part in series.stints(since)]
     return out | {"rss_mib_start": rss[0], "rss_mib_end": rss[-1], "rss_mib_max": max(rss),
                   "fds_start": fds[0], "fds_end": fds[-1], "fds_max": max(fds), "stints": stints}  # fmt: skip
 
