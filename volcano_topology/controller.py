@@ -214,7 +214,9 @@ class Controller:
         self.leading = True
         self.terms += 1
         self.poke()
-        if self.fence_check is not None and (self._fence_task is None or self._fence_task.done()):
+        if self.fence_check is not None:
+            if self._fence_task is not None:
+                self._fence_task.cancel()
             self._fence_task = asyncio.create_task(self._check_fence_while_leading(), name="fence-check")
 
     async def _check_fence_while_leading(self) -> None:
@@ -235,6 +237,8 @@ class Controller:
         keeps renewing (or campaigning) on time; the next leader starts from the cluster.
         """
         self.leading = False
+        if self._fence_task is not None:
+            self._fence_task.cancel()  # the next term checks at once, in a task of its own
         self._stopping = asyncio.create_task(self._stop_providers(), name="stop-leading")
 
     async def _stop_providers(self) -> None:

@@ -3,8 +3,10 @@ term annotation never makes a write (the policy on a real server: tests/integrat
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,8 +17,11 @@ from kubernetes import client
 
 from tests.builders import leaf
 from tests.unit.test_leader_timing import Clock, Leases, elector
+from volcano_topology import controller as controller_module
 from volcano_topology import fence, ownership
 from volcano_topology.api import HyperNode, ObjectMeta
+from volcano_topology.controller import ConfigSource, Controller
+from volcano_topology.fencecheck import FenceState
 from volcano_topology.kube import HyperNodeClient, NotLeading
 from volcano_topology.plan import Observed, matches, with_ownership
 from volcano_topology.views import diff
@@ -148,3 +153,32 @@ def test_diff_never_shows_the_term_annotation_as_a_change() -> None:
     assert fence.TERM_ANNOTATION not in (before["metadata"].get("annotations") or {})
     gone = diff._observed_view(live, MANAGER, None)  # a delete shows the object as it is
     assert gone["metadata"]["annotations"] == {fence.TERM_ANNOTATION: "ns/lease/a/0"}
+
+
+async def test_the_leader_checks_the_fence_at_each_term_start_and_every_period_while_it_leads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(controller_module, "FENCE_CHECK_EVERY", 0.05)
+    controller = Controller(client.ApiClient(client.Configuration()), ConfigSource.parse(str(tmp_path / "c"), None))
+    checks: list[float] = []
+    answers = iter([FenceState.ABSENT, *[FenceState.IN_FORCE] * 1000])
+
+    async def check() -> FenceState:
+        checks.append(asyncio.get_running_loop().time())
+        return next(answers)
+
+    controller.fence_check = check
+    assert controller.fence_state == FenceState.UNKNOWN, "not checked yet"
+    await controller.start_leading()
+    await asyncio.sleep(0.01)
+    assert len(checks) == 1 and controller.fence_state == FenceState.ABSENT, "at once when the term starts"
+    await asyncio.sleep(0.3)
+    assert len(checks) >= 3 and controller.fence_state == FenceState.IN_FORCE, "and again every period"
+    await controller.stop_leading()
+    stopped = len(checks)
+    await asyncio.sleep(0.2)
+    assert len(checks) == stopped, "never while not leading"
+    await controller.start_leading()
+    await asyncio.sleep(0.01)
+    assert len(checks) == stopped + 1, "a new term checks at once"
+    await controller.shutdown(drain=0)
